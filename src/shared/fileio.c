@@ -1,0 +1,233 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "macro.h"
+
+int tempfn_random(const char *path, char **ret)
+{
+        _cleanup_free_ char *copy_dir = strdup(path), *copy_base = strdup(path);
+        uint32_t rnd;
+        char *p;
+
+        if (!copy_dir || !copy_base)
+                return -ENOMEM;
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return negative_errno();
+
+        if (asprintf(&p, "%s/.#%s.%08x", dirname(copy_dir), basename(copy_base), rnd) < 0)
+                return -ENOMEM;
+
+        *ret = p;
+        return 0;
+}
+
+static int write_all(int fd, const void *data, size_t size)
+{
+        const char *p = data;
+
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += n;
+                size -= n;
+        }
+        return 0;
+}
+
+int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t size, mode_t mode)
+{
+        _cleanup_close_ int fd = -EBADF;
+        char tmp[NAME_MAX + 1];
+        uint32_t rnd;
+        int r;
+
+        if (strchr(name, '/') || strlen(name) > NAME_MAX - 12)
+                return -EINVAL;
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return negative_errno();
+        snprintf(tmp, sizeof(tmp), ".#%s.%08x", name, rnd);
+
+        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (fd < 0)
+                return negative_errno();
+
+        r = write_all(fd, data, size);
+        if (r >= 0 && fchmod(fd, mode) < 0)
+                r = negative_errno();
+        if (r >= 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r >= 0 && renameat(dir_fd, tmp, dir_fd, name) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void)unlinkat(dir_fd, tmp, 0);
+                return r;
+        }
+
+        if (fsync(dir_fd) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+{
+        _cleanup_free_ char *dir = strdup(path), *base = strdup(path);
+        _cleanup_close_ int dir_fd = -EBADF;
+
+        if (!dir || !base)
+                return -ENOMEM;
+
+        dir_fd = open(dirname(dir), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return negative_errno();
+
+        return write_file_atomic_at(dir_fd, basename(base), data, size, mode);
+}
+
+int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size)
+{
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, allocated = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+
+        for (;;) {
+                ssize_t n;
+
+                if (allocated - size < 4096 + 1) {
+                        char *nbuf;
+
+                        allocated = allocated ? allocated * 2 : 8192;
+                        nbuf = realloc(buf, allocated);
+                        if (!nbuf)
+                                return -ENOMEM;
+                        buf = nbuf;
+                }
+
+                n = read(fd, buf + size, allocated - size - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += n;
+                if (size > max_size)
+                        return -EFBIG;
+        }
+
+        buf[size] = '\0';
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *s = '/';
+        }
+
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+static int rm_rf_children(int dir_fd)
+{
+        DIR *d;
+        struct dirent *de;
+        int r = 0;
+
+        d = fdopendir(dir_fd);
+        if (!d) {
+                safe_close(dir_fd);
+                return negative_errno();
+        }
+
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = negative_errno();
+                        continue;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        int fd = openat(dirfd(d), de->d_name,
+                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (fd < 0) {
+                                r = negative_errno();
+                                continue;
+                        }
+                        (void)rm_rf_children(fd);
+                        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0)
+                                r = negative_errno();
+                } else if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        r = negative_errno();
+        }
+
+        closedir(d);
+        return r;
+}
+
+int rm_rf(const char *path)
+{
+        struct stat st;
+        int fd, r;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+
+        if (!S_ISDIR(st.st_mode))
+                return unlink(path) < 0 ? negative_errno() : 0;
+
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        r = rm_rf_children(fd);
+        if (rmdir(path) < 0 && r >= 0)
+                r = negative_errno();
+        return r;
+}
+
+int fsync_parent(const char *path)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!dir)
+                return -ENOMEM;
+        fd = open(dirname(dir), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        return fsync(fd) < 0 ? negative_errno() : 0;
+}
