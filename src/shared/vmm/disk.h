@@ -1,0 +1,8 @@
+#pragma once
+
+#include <stdint.h>
+
+/* Creates dst as a copy-on-write clone of src (FICLONE) where the file system allows it, else as
+ * a sparse copy that skips holes. dst is written under a temporary name and renamed in place;
+ * on failure nothing is left at dst. */
+int disk_clone(const char *src, const char *dst);

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Transient systemd scopes for VMM processes. Every call opens its own system bus connection,
+ * so it is safe from a worker thread and does not disturb the caller's connection. */
+
+typedef struct ScopeSpec {
+        const char *unit;  /* "banger-vm-NAME.scope" */
+        const char *slice; /* "banger.slice" */
+        const char *description;
+        pid_t pid;                       /* process moved into the scope */
+        uint64_t memory_max;             /* bytes, 0 for no limit */
+        uint64_t tasks_max;              /* 0 for no limit */
+        uint64_t cpu_quota_per_sec_usec; /* 0 for no limit */
+} ScopeSpec;
+
+/* Calls StartTransientUnit and waits for its job's JobRemoved signal, so the process is in the
+ * scope when this returns. Returns -EIO with systemd's message in *ret_error when the job
+ * result is not "done". */
+int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error);
+
+/* Stops the unit (SIGTERM to what is left, then SIGKILL after its timeout). A unit that does
+ * not exist is not an error. */
+int scope_stop(const char *unit, uint64_t timeout_usec);
+
+/* ActiveState of the unit ("active", "inactive", ...); "inactive" when it is not loaded. */
+int scope_get_active_state(const char *unit, char **ret);
+
+/* Builds the unit name for a VM: "banger-vm-" + name + ".scope", escaping what unit names do not
+ * allow. */
+int scope_name_for_vm(const char *vm_name, char **ret);
