@@ -31,7 +31,7 @@ apt_update_if_empty() {
 	fi
 }
 
-# Download one package into the cache folder; apt-get download writes to the
+# Download one package into the cache folder. apt-get download writes to the
 # current directory.
 download_package() {
 	local name=$1
