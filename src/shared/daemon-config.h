@@ -1,0 +1,55 @@
+#pragma once
+
+#include <stdint.h>
+
+#include "config.h"
+#include "qemu.h"
+
+/* bangerd's configuration: /etc/banger/bangerd.conf, then the drop-ins in
+ * /etc/banger/bangerd.conf.d/ with names ending in ".conf", in lexical order. A later file
+ * wins for each key it sets. */
+
+typedef struct DaemonConfig {
+        uint64_t idle_timeout_usec; /* [Daemon] IdleTimeoutSec; 0 means never exit when idle */
+
+        char *default_kernel;        /* [VM] DefaultKernel; NULL when unset */
+        unsigned default_vcpus;      /* [VM] DefaultVCPUs */
+        unsigned default_memory_mib; /* [VM] DefaultMemoryMiB */
+        QemuAccel accelerator;       /* [VM] Accelerator: auto, kvm or tcg */
+        char *qemu_path;             /* [VM] QemuPath */
+        uint64_t boot_timeout_usec;  /* [VM] BootTimeoutSec */
+
+        char **insecure_registries; /* [Registry] InsecureRegistries, "host:port" entries */
+        char *os;                   /* [Registry] Platform, the part before '/' */
+        char *architecture;         /* [Registry] Platform, the part after '/' */
+
+        /* From $STATE_DIRECTORY, $CACHE_DIRECTORY and $RUNTIME_DIRECTORY (the first entry of
+         * each), which systemd sets, else BANGER_STATEDIR, BANGER_CACHEDIR and
+         * BANGER_RUNTIMEDIR. */
+        char *state_dir;
+        char *cache_dir;
+        char *runtime_dir;
+} DaemonConfig;
+
+#define DAEMON_CONFIG_FILE       BANGER_SYSCONFDIR "/bangerd.conf"
+#define DAEMON_CONFIG_DROPIN_DIR BANGER_SYSCONFDIR "/bangerd.conf.d"
+
+DaemonConfig *daemon_config_free(DaemonConfig *c);
+static inline void daemon_config_freep(DaemonConfig **c)
+{
+        daemon_config_free(*c);
+}
+
+/* Returns the built-in defaults with the directories taken from the environment. */
+int daemon_config_new(DaemonConfig **ret);
+
+/* Applies one INI file to c. A missing file is not an error. Unknown sections or keys and
+ * invalid values do not fail the load: each appends a "FILE:LINE: ..." message to
+ * *warnings and the key keeps its earlier value. Returns -errno when the file cannot be
+ * read. */
+int daemon_config_parse_file(DaemonConfig *c, const char *path, char ***warnings);
+
+/* Builds the configuration from the defaults, config_file and the drop-ins in dropin_dir.
+ * Either path may be NULL to skip it. */
+int daemon_config_load(const char *config_file, const char *dropin_dir, DaemonConfig **ret,
+                       char ***ret_warnings);

@@ -1,0 +1,239 @@
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "daemon-config.h"
+#include "fileio.h"
+#include "macro.h"
+#include "strv.h"
+
+#define SEC 1000000ULL
+
+static char tmpdir[] = "/tmp/test-config-XXXXXX";
+
+static void setup(void)
+{
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+        ck_assert_int_eq(rm_rf(tmpdir), 0);
+        strcpy(tmpdir, "/tmp/test-config-XXXXXX");
+}
+
+static char *write_in_tmpdir(const char *name, const char *text)
+{
+        char *path;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", tmpdir, name), 0);
+        ck_assert_int_eq(write_file_atomic(path, text, strlen(text), 0644), 0);
+        return path;
+}
+
+START_TEST(config_defaults)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+
+        unsetenv("STATE_DIRECTORY");
+        unsetenv("CACHE_DIRECTORY");
+        unsetenv("RUNTIME_DIRECTORY");
+        ck_assert_int_eq(daemon_config_load(NULL, NULL, &c, &warnings), 0);
+        ck_assert_uint_eq(c->idle_timeout_usec, 60 * SEC);
+        ck_assert_ptr_null(c->default_kernel);
+        ck_assert_uint_eq(c->default_vcpus, 1);
+        ck_assert_uint_eq(c->default_memory_mib, 256);
+        ck_assert_int_eq(c->accelerator, QEMU_ACCEL_AUTO);
+        ck_assert_str_eq(c->qemu_path, QEMU_SYSTEM_X86_64);
+        ck_assert_uint_eq(c->boot_timeout_usec, 300 * SEC);
+        ck_assert_ptr_null(c->insecure_registries);
+        ck_assert_str_eq(c->os, "linux");
+        ck_assert_str_eq(c->architecture, "amd64");
+        ck_assert_str_eq(c->state_dir, BANGER_STATEDIR);
+        ck_assert_str_eq(c->cache_dir, BANGER_CACHEDIR);
+        ck_assert_str_eq(c->runtime_dir, BANGER_RUNTIMEDIR);
+        ck_assert_uint_eq(strv_length(warnings), 0);
+}
+END_TEST
+
+START_TEST(config_directories_from_env)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+
+        setenv("STATE_DIRECTORY", "/var/lib/banger:/var/lib/other", 1);
+        setenv("CACHE_DIRECTORY", "/srv/cache", 1);
+        setenv("RUNTIME_DIRECTORY", "relative/ignored", 1);
+        ck_assert_int_eq(daemon_config_load(NULL, NULL, &c, NULL), 0);
+        ck_assert_str_eq(c->state_dir, "/var/lib/banger");
+        ck_assert_str_eq(c->cache_dir, "/srv/cache");
+        ck_assert_str_eq(c->runtime_dir, BANGER_RUNTIMEDIR);
+        unsetenv("STATE_DIRECTORY");
+        unsetenv("CACHE_DIRECTORY");
+        unsetenv("RUNTIME_DIRECTORY");
+}
+END_TEST
+
+START_TEST(config_missing_file_is_defaults)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_free_ char *missing = NULL, *dir = NULL;
+
+        ck_assert_int_ge(asprintf(&missing, "%s/none.conf", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&dir, "%s/none.conf.d", tmpdir), 0);
+        ck_assert_int_eq(daemon_config_load(missing, dir, &c, NULL), 0);
+        ck_assert_uint_eq(c->default_vcpus, 1);
+}
+END_TEST
+
+/* One file per row: the fields it must set and the warnings it must produce. */
+static const struct {
+        const char *text;
+        uint64_t idle_timeout_usec;
+        const char *default_kernel;
+        unsigned vcpus;
+        unsigned memory_mib;
+        QemuAccel accel;
+        uint64_t boot_timeout_usec;
+        const char *registries; /* joined with '|', NULL when unset */
+        const char *platform;
+        unsigned n_warnings;
+        const char *warning_part; /* must appear in the first warning */
+} files[] = {
+        { "", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL, "linux/amd64", 0, NULL },
+        { "[Daemon]\nIdleTimeoutSec=5\n", 5 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 0, NULL },
+        { "[Daemon]\nIdleTimeoutSec=0\n", 0, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 0, NULL },
+        { "# comment\n; other\n[VM]\nDefaultKernel = 6.1\nDefaultVCPUs=4\nDefaultMemoryMiB=1024\n"
+          "Accelerator=tcg\nBootTimeoutSec=30\n",
+          60 * SEC, "6.1", 4, 1024, QEMU_ACCEL_TCG, 30 * SEC, NULL, "linux/amd64", 0, NULL },
+        { "[VM]\nAccelerator=kvm\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_KVM, 300 * SEC, NULL,
+          "linux/amd64", 0, NULL },
+        { "[Registry]\nInsecureRegistries=127.0.0.1:5000  localhost:5001\t[::1]:5002\n"
+          "Platform=linux/arm64\n",
+          60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC,
+          "127.0.0.1:5000|localhost:5001|[::1]:5002", "linux/arm64", 0, NULL },
+        { "[Registry]\nInsecureRegistries=\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC,
+          "", "linux/amd64", 0, NULL },
+        { "[VM]\nDefaultVCPU=2\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 1, "f.conf:2: Unknown key 'DefaultVCPU' in section [VM]" },
+        { "\n\n[Nope]\nX=1\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 1, "f.conf:4: Unknown key 'X' in section [Nope]" },
+        { "[VM]\nDefaultVCPUs=0\nDefaultMemoryMiB=-5\nAccelerator=hvf\nQemuPath=qemu\n", 60 * SEC,
+          NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL, "linux/amd64", 4,
+          "f.conf:2: Invalid value '0' for DefaultVCPUs" },
+        { "[VM]\nDefaultVCPUs=99999999999999999999999\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO,
+          300 * SEC, NULL, "linux/amd64", 1, "Invalid value" },
+        { "[Daemon]\nIdleTimeoutSec=5s\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 1, "f.conf:2: Invalid value '5s'" },
+        { "[Registry]\nPlatform=amd64\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 1, "Invalid value 'amd64' for Platform" },
+        { "IdleTimeoutSec=5\n", 60 * SEC, NULL, 1, 256, QEMU_ACCEL_AUTO, 300 * SEC, NULL,
+          "linux/amd64", 1, "f.conf:1: Unknown key 'IdleTimeoutSec' in section []" },
+        { "[VM]\nno equals sign\nDefaultVCPUs=3\n", 60 * SEC, NULL, 3, 256, QEMU_ACCEL_AUTO,
+          300 * SEC, NULL, "linux/amd64", 1, "f.conf:2: Syntax error" },
+};
+
+START_TEST(config_file_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *path = write_in_tmpdir("f.conf", files[_i].text);
+        char platform[64];
+
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        ck_assert_uint_eq(c->idle_timeout_usec, files[_i].idle_timeout_usec);
+        if (files[_i].default_kernel)
+                ck_assert_str_eq(c->default_kernel, files[_i].default_kernel);
+        else
+                ck_assert_ptr_null(c->default_kernel);
+        ck_assert_uint_eq(c->default_vcpus, files[_i].vcpus);
+        ck_assert_uint_eq(c->default_memory_mib, files[_i].memory_mib);
+        ck_assert_int_eq(c->accelerator, files[_i].accel);
+        ck_assert_str_eq(c->qemu_path, QEMU_SYSTEM_X86_64);
+        ck_assert_uint_eq(c->boot_timeout_usec, files[_i].boot_timeout_usec);
+
+        if (files[_i].registries) {
+                char joined[256] = "";
+
+                ck_assert_ptr_nonnull(c->insecure_registries);
+                for (char **p = c->insecure_registries; *p; p++) {
+                        if (p != c->insecure_registries)
+                                strcat(joined, "|");
+                        strcat(joined, *p);
+                }
+                ck_assert_str_eq(joined, files[_i].registries);
+        } else
+                ck_assert_ptr_null(c->insecure_registries);
+
+        snprintf(platform, sizeof(platform), "%s/%s", c->os, c->architecture);
+        ck_assert_str_eq(platform, files[_i].platform);
+
+        ck_assert_uint_eq(strv_length(warnings), files[_i].n_warnings);
+        if (files[_i].warning_part)
+                ck_assert_msg(strstr(warnings[0], files[_i].warning_part),
+                              "warning '%s' lacks '%s'", warnings[0], files[_i].warning_part);
+}
+END_TEST
+
+START_TEST(config_dropins_override_in_order)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *main_conf = NULL, *dir = NULL, *a = NULL, *b = NULL, *skip = NULL,
+                            *hidden = NULL;
+
+        main_conf = write_in_tmpdir("bangerd.conf", "[VM]\nDefaultVCPUs=2\nDefaultMemoryMiB=512\n"
+                                                    "DefaultKernel=main\n");
+        ck_assert_int_ge(asprintf(&dir, "%s/bangerd.conf.d", tmpdir), 0);
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        b = write_in_tmpdir("bangerd.conf.d/20-b.conf", "[VM]\nDefaultVCPUs=8\n");
+        a = write_in_tmpdir("bangerd.conf.d/10-a.conf", "[VM]\nDefaultVCPUs=4\nBogus=1\n");
+        skip = write_in_tmpdir("bangerd.conf.d/30-c.conf.disabled", "[VM]\nDefaultVCPUs=16\n");
+        hidden = write_in_tmpdir("bangerd.conf.d/.40-d.conf", "[VM]\nDefaultVCPUs=32\n");
+
+        ck_assert_int_eq(daemon_config_load(main_conf, dir, &c, &warnings), 0);
+        ck_assert_uint_eq(c->default_vcpus, 8);
+        ck_assert_uint_eq(c->default_memory_mib, 512);
+        ck_assert_str_eq(c->default_kernel, "main");
+        ck_assert_uint_eq(strv_length(warnings), 1);
+        ck_assert_ptr_nonnull(strstr(warnings[0], "10-a.conf:3: Unknown key 'Bogus'"));
+}
+END_TEST
+
+START_TEST(config_unreadable_path_fails)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+
+        /* A directory where the file should be cannot be read as a file. */
+        ck_assert_int_lt(daemon_config_load(tmpdir, NULL, &c, NULL), 0);
+        ck_assert_ptr_null(c);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("config");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, config_defaults);
+        tcase_add_test(tc, config_directories_from_env);
+        tcase_add_test(tc, config_missing_file_is_defaults);
+        tcase_add_loop_test(tc, config_file_table, 0, ELEMENTSOF(files));
+        tcase_add_test(tc, config_dropins_override_in_order);
+        tcase_add_test(tc, config_unreadable_path_fails);
+        suite_add_tcase(s, tc);
+
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
