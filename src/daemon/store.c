@@ -1,0 +1,362 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "fileio.h"
+#include "macro.h"
+#include "name.h"
+#include "store.h"
+#include "strv.h"
+
+static const char *const vm_state_table[_VM_STATE_MAX] = {
+        [VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
+        [VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
+};
+
+const char *vm_state_to_string(VmState s)
+{
+        if (s < 0 || s >= _VM_STATE_MAX)
+                return NULL;
+        return vm_state_table[s];
+}
+
+VmState vm_state_from_string(const char *s)
+{
+        if (!s)
+                return _VM_STATE_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(vm_state_table); i++)
+                if (streq(s, vm_state_table[i]))
+                        return (VmState)i;
+        return _VM_STATE_INVALID;
+}
+
+VmRecord *vm_record_free(VmRecord *r)
+{
+        if (!r)
+                return NULL;
+        free(r->name);
+        free(r->id);
+        free(r->image);
+        free(r->kernel);
+        free(r->state_reason);
+        free(r->unit);
+        free(r->backend);
+        free(r);
+        return NULL;
+}
+
+static void json_object_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+static int add(json_object *o, const char *key, json_object *value)
+{
+        if (!value)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, value) < 0) {
+                json_object_put(value);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int add_string(json_object *o, const char *key, const char *value)
+{
+        if (!value)
+                return 0;
+        return add(o, key, json_object_new_string(value));
+}
+
+int vm_record_to_json(const VmRecord *r, char **ret)
+{
+        _cleanup_json_ json_object *o = json_object_new_object();
+        const char *text;
+        char *copy;
+
+        if (!o)
+                return -ENOMEM;
+        if (add_string(o, "name", r->name) < 0 || add_string(o, "id", r->id) < 0 ||
+            add(o, "owner", json_object_new_int64(r->owner)) < 0 ||
+            add_string(o, "image", r->image) < 0 || add_string(o, "kernel", r->kernel) < 0 ||
+            add(o, "vcpus", json_object_new_int64(r->vcpus)) < 0 ||
+            add(o, "memory_mib", json_object_new_int64(r->memory_mib)) < 0 ||
+            add(o, "created_usec", json_object_new_uint64(r->created_usec)) < 0 ||
+            add_string(o, "state", vm_state_to_string(r->state)) < 0 ||
+            add_string(o, "state_reason", r->state_reason) < 0 ||
+            add(o, "pid", json_object_new_int64(r->pid)) < 0 ||
+            add(o, "start_time", json_object_new_uint64(r->start_time)) < 0 ||
+            add_string(o, "unit", r->unit) < 0 || add_string(o, "backend", r->backend) < 0)
+                return -ENOMEM;
+
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
+        copy = text ? strdup(text) : NULL;
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
+static int get_string(json_object *o, const char *key, bool required, char **ret)
+{
+        json_object *v;
+        char *s;
+
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
+                if (required)
+                        return -EBADMSG;
+                *ret = NULL;
+                return 0;
+        }
+        if (!json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        s = strdup(json_object_get_string(v));
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int get_uint(json_object *o, const char *key, uint64_t max, uint64_t *ret)
+{
+        json_object *v;
+        uint64_t u;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        if (json_object_get_int64(v) < 0)
+                return -EBADMSG;
+        u = json_object_get_uint64(v);
+        if (u > max)
+                return -EBADMSG;
+        *ret = u;
+        return 0;
+}
+
+int vm_record_from_json(const char *json, VmRecord **ret)
+{
+        _cleanup_(vm_record_freep) VmRecord *r = calloc(1, sizeof(VmRecord));
+        _cleanup_json_ json_object *o = NULL;
+        _cleanup_free_ char *state = NULL;
+        uint64_t owner, vcpus, memory, pid;
+        int k;
+
+        if (!r)
+                return -ENOMEM;
+        o = json_tokener_parse(json);
+        if (!o || !json_object_is_type(o, json_type_object))
+                return -EBADMSG;
+
+        if ((k = get_string(o, "name", true, &r->name)) < 0 ||
+            (k = get_string(o, "id", true, &r->id)) < 0 ||
+            (k = get_string(o, "image", true, &r->image)) < 0 ||
+            (k = get_string(o, "kernel", true, &r->kernel)) < 0 ||
+            (k = get_string(o, "state", true, &state)) < 0 ||
+            (k = get_string(o, "state_reason", false, &r->state_reason)) < 0 ||
+            (k = get_string(o, "unit", false, &r->unit)) < 0 ||
+            (k = get_string(o, "backend", true, &r->backend)) < 0)
+                return k;
+
+        if ((k = get_uint(o, "owner", UINT32_MAX - 1, &owner)) < 0 ||
+            (k = get_uint(o, "vcpus", UINT32_MAX, &vcpus)) < 0 ||
+            (k = get_uint(o, "memory_mib", UINT32_MAX, &memory)) < 0 ||
+            (k = get_uint(o, "created_usec", UINT64_MAX, &r->created_usec)) < 0 ||
+            (k = get_uint(o, "pid", INT32_MAX, &pid)) < 0 ||
+            (k = get_uint(o, "start_time", UINT64_MAX, &r->start_time)) < 0)
+                return k;
+
+        if (vm_name_check(r->name, NULL) < 0)
+                return -EBADMSG;
+        r->state = vm_state_from_string(state);
+        if (r->state < 0)
+                return -EBADMSG;
+        r->owner = owner;
+        r->vcpus = vcpus;
+        r->memory_mib = memory;
+        r->pid = pid;
+
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int store_object_dir(const char *state_dir, const char *kind, const char *name, char **ret)
+{
+        _cleanup_free_ char *escaped = NULL;
+        char *p;
+        int r;
+
+        r = name_escape(name, &escaped);
+        if (r < 0)
+                return r;
+        if (isempty(escaped))
+                return -EINVAL;
+        if (asprintf(&p, "%s/%s/%s", state_dir, kind, escaped) < 0)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int store_make_temp_dir(const char *state_dir, const char *kind, char **ret)
+{
+        _cleanup_free_ char *parent = NULL, *p = NULL;
+        int r;
+
+        if (asprintf(&parent, "%s/%s", state_dir, kind) < 0)
+                return -ENOMEM;
+        r = mkdir_p(parent, 0755);
+        if (r < 0)
+                return r;
+        if (asprintf(&p, "%s/.tmp-XXXXXX", parent) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(p))
+                return negative_errno();
+        if (chmod(p, 0755) < 0) {
+                r = negative_errno();
+                (void)rm_rf(p);
+                return r;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int store_publish_dir(const char *tmp, const char *final)
+{
+        int r;
+
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) >= 0)
+                return fsync_parent(final);
+        if (errno != EEXIST)
+                return negative_errno();
+
+        /* Swap, so the old object stays complete until the new one is in place. */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) < 0)
+                return negative_errno();
+        r = fsync_parent(final);
+        (void)rm_rf(tmp);
+        return r;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int store_list(const char *state_dir, const char *kind, char ***ret)
+{
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_free_ char *parent = NULL;
+        DIR *d;
+        struct dirent *de;
+        int r = 0;
+
+        if (asprintf(&parent, "%s/%s", state_dir, kind) < 0)
+                return -ENOMEM;
+
+        names = calloc(1, sizeof(char *));
+        if (!names)
+                return -ENOMEM;
+
+        d = opendir(parent);
+        if (!d) {
+                if (errno != ENOENT)
+                        return negative_errno();
+                *ret = TAKE_PTR(names);
+                return 0;
+        }
+
+        while ((de = readdir(d))) {
+                char *name;
+                struct stat st;
+                char record[NAME_MAX + sizeof(STORE_RECORD) + 2];
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(record, sizeof(record), "%s/%s", de->d_name, STORE_RECORD);
+                if (fstatat(dirfd(d), record, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (name_unescape(de->d_name, &name) < 0)
+                        continue;
+                r = strv_consume(&names, name);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+
+        qsort(names, strv_length(names), sizeof(char *), compare_strings);
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+int store_remove_temporaries(const char *state_dir, const char *kind)
+{
+        _cleanup_free_ char *parent = NULL;
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        if (asprintf(&parent, "%s/%s", state_dir, kind) < 0)
+                return -ENOMEM;
+        d = opendir(parent);
+        if (!d)
+                return errno == ENOENT ? 0 : negative_errno();
+
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *p = NULL;
+
+                if (!strneq(de->d_name, ".tmp-", 5))
+                        continue;
+                if (asprintf(&p, "%s/%s", parent, de->d_name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = rm_rf(p);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r;
+}
+
+int proc_start_time(pid_t pid, uint64_t *ret)
+{
+        _cleanup_free_ char *text = NULL;
+        char path[64];
+        const char *p;
+        unsigned long long v;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        r = read_full_file(path, 4096, &text, NULL);
+        if (r == -ENOENT)
+                return -ESRCH;
+        if (r < 0)
+                return r;
+
+        /* The command name in field 2 may contain spaces and parentheses: skip past the last
+         * ')'. Field 3 follows, so starttime (field 22) is the 20th field after it. */
+        p = strrchr(text, ')');
+        if (!p)
+                return -EBADMSG;
+        p++;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p + 1, ' ');
+                if (!p)
+                        return -EBADMSG;
+        }
+        if (sscanf(p, " %llu", &v) != 1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}

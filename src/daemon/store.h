@@ -1,0 +1,78 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* bangerd's on-disk store. Each object lives in STATE/KIND/ESCAPED-NAME/ beside a record.json
+ * that is written after the files it describes; new objects are built in STATE/KIND/.tmp-XXXXXX
+ * and renamed into place, so a reader never sees a half-built object. */
+
+#define STORE_IMAGES  "images"
+#define STORE_KERNELS "kernels"
+#define STORE_VMS     "vms"
+#define STORE_RECORD  "record.json"
+
+typedef enum VmState {
+        VM_CREATED,
+        VM_STARTING,
+        VM_RUNNING,
+        VM_STOPPING,
+        VM_STOPPED,
+        VM_FAILED,
+        _VM_STATE_MAX,
+        _VM_STATE_INVALID = -1,
+} VmState;
+
+const char *vm_state_to_string(VmState s);
+VmState vm_state_from_string(const char *s);
+
+/* The persistent part of a VM, stored as vms/NAME/record.json. */
+typedef struct VmRecord {
+        char *name;
+        char *id; /* UUID, "8-4-4-4-12" lower-case hex */
+        uid_t owner;
+        char *image;
+        char *kernel;
+        unsigned vcpus;
+        unsigned memory_mib;
+        uint64_t created_usec; /* CLOCK_REALTIME */
+        VmState state;
+        char *state_reason;  /* why the VM failed or stopped; NULL when none */
+        pid_t pid;           /* the VMM process, 0 when none */
+        uint64_t start_time; /* field 22 of /proc/PID/stat, to recognise pid after a restart */
+        char *unit;          /* the VMM's scope */
+        char *backend;       /* "qemu" */
+} VmRecord;
+
+VmRecord *vm_record_free(VmRecord *r);
+static inline void vm_record_freep(VmRecord **r)
+{
+        vm_record_free(*r);
+}
+
+int vm_record_to_json(const VmRecord *r, char **ret);
+/* Returns -EBADMSG for JSON that is not a valid VM record. */
+int vm_record_from_json(const char *json, VmRecord **ret);
+
+/* STATE_DIR/KIND/ESCAPED-NAME. */
+int store_object_dir(const char *state_dir, const char *kind, const char *name, char **ret);
+
+/* Creates STATE_DIR/KIND/.tmp-XXXXXX (and STATE_DIR/KIND when missing). */
+int store_make_temp_dir(const char *state_dir, const char *kind, char **ret);
+
+/* Renames the directory tmp to final. An existing final is replaced atomically
+ * (renameat2 RENAME_EXCHANGE) and its old contents removed afterwards. */
+int store_publish_dir(const char *tmp, const char *final);
+
+/* Lists the object names under STATE_DIR/KIND, unescaped and sorted. Entries starting with '.'
+ * (temporary directories) and directories without a record are skipped. A missing KIND
+ * directory gives an empty list. */
+int store_list(const char *state_dir, const char *kind, char ***ret);
+
+/* Removes the temporary directories a killed daemon left under STATE_DIR/KIND. */
+int store_remove_temporaries(const char *state_dir, const char *kind);
+
+/* Reads field 22 (starttime, in clock ticks since boot) of /proc/PID/stat. Returns -ESRCH
+ * when the process does not exist. */
+int proc_start_time(pid_t pid, uint64_t *ret);

@@ -1,0 +1,276 @@
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "macro.h"
+#include "store.h"
+#include "strv.h"
+
+static char tmpdir[] = "/tmp/test-store-XXXXXX";
+
+static void setup(void)
+{
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+        ck_assert_int_eq(rm_rf(tmpdir), 0);
+        strcpy(tmpdir, "/tmp/test-store-XXXXXX");
+}
+
+static VmRecord *sample_record(void)
+{
+        VmRecord *r = calloc(1, sizeof(VmRecord));
+
+        ck_assert_ptr_nonnull(r);
+        r->name = strdup("dev1");
+        r->id = strdup("0f8fad5b-d9cb-469f-a165-70867728950e");
+        r->owner = 1000;
+        r->image = strdup("docker.io/library/busybox:latest");
+        r->kernel = strdup("6.1.0-28-cloud-amd64");
+        r->vcpus = 2;
+        r->memory_mib = 512;
+        r->created_usec = 1733320000123456ULL;
+        r->state = VM_RUNNING;
+        r->state_reason = strdup("quote \" and \\ and\nnewline");
+        r->pid = 4242;
+        r->start_time = 18446744073709551615ULL;
+        r->unit = strdup("banger-vm-dev1.scope");
+        r->backend = strdup("qemu");
+        return r;
+}
+
+START_TEST(vm_record_round_trip)
+{
+        _cleanup_(vm_record_freep) VmRecord *in = sample_record(), *out = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        ck_assert_int_eq(vm_record_to_json(in, &json), 0);
+        ck_assert_int_eq(vm_record_from_json(json, &out), 0);
+        ck_assert_str_eq(out->name, in->name);
+        ck_assert_str_eq(out->id, in->id);
+        ck_assert_uint_eq(out->owner, in->owner);
+        ck_assert_str_eq(out->image, in->image);
+        ck_assert_str_eq(out->kernel, in->kernel);
+        ck_assert_uint_eq(out->vcpus, in->vcpus);
+        ck_assert_uint_eq(out->memory_mib, in->memory_mib);
+        ck_assert_uint_eq(out->created_usec, in->created_usec);
+        ck_assert_int_eq(out->state, VM_RUNNING);
+        ck_assert_str_eq(out->state_reason, in->state_reason);
+        ck_assert_int_eq(out->pid, 4242);
+        ck_assert_uint_eq(out->start_time, in->start_time);
+        ck_assert_str_eq(out->unit, in->unit);
+        ck_assert_str_eq(out->backend, "qemu");
+}
+END_TEST
+
+START_TEST(vm_record_optional_fields_absent)
+{
+        _cleanup_(vm_record_freep) VmRecord *in = sample_record(), *out = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        free(in->state_reason);
+        in->state_reason = NULL;
+        free(in->unit);
+        in->unit = NULL;
+        ck_assert_int_eq(vm_record_to_json(in, &json), 0);
+        ck_assert_ptr_null(strstr(json, "state_reason"));
+        ck_assert_int_eq(vm_record_from_json(json, &out), 0);
+        ck_assert_ptr_null(out->state_reason);
+        ck_assert_ptr_null(out->unit);
+}
+END_TEST
+
+#define BASE                                                                              \
+        "\"id\":\"x\",\"image\":\"i\",\"kernel\":\"k\",\"backend\":\"qemu\",\"owner\":1," \
+        "\"vcpus\":1,\"memory_mib\":256,\"created_usec\":1,\"pid\":0,\"start_time\":0"
+
+static const struct {
+        const char *json;
+        int expected;
+} records[] = {
+        { "{\"name\":\"dev1\",\"state\":\"stopped\"," BASE "}", 0 },
+        { "{\"name\":\"dev1\",\"state\":\"stopped\",\"extra\":true," BASE "}", 0 },
+        { "", -EBADMSG },
+        { "[]", -EBADMSG },
+        { "{\"name\":\"dev1\",\"state\":\"stopped\"", -EBADMSG },
+        { "{\"state\":\"stopped\"," BASE "}", -EBADMSG },
+        { "{\"name\":\"Dev1\",\"state\":\"stopped\"," BASE "}", -EBADMSG },
+        { "{\"name\":\"../x\",\"state\":\"stopped\"," BASE "}", -EBADMSG },
+        { "{\"name\":\"dev1\",\"state\":\"paused\"," BASE "}", -EBADMSG },
+        { "{\"name\":7,\"state\":\"stopped\"," BASE "}", -EBADMSG },
+        { "{\"name\":\"dev1\",\"state\":\"stopped\",\"owner\":-1,\"id\":\"x\",\"image\":\"i\","
+          "\"kernel\":\"k\",\"backend\":\"qemu\",\"vcpus\":1,\"memory_mib\":256,"
+          "\"created_usec\":1,\"pid\":0,\"start_time\":0}",
+          -EBADMSG },
+        { "{\"name\":\"dev1\",\"state\":\"stopped\",\"owner\":1,\"id\":\"x\",\"image\":\"i\","
+          "\"kernel\":\"k\",\"backend\":\"qemu\",\"vcpus\":\"1\",\"memory_mib\":256,"
+          "\"created_usec\":1,\"pid\":0,\"start_time\":0}",
+          -EBADMSG },
+        { "{\"name\":\"dev1\",\"state\":\"stopped\",\"owner\":1,\"id\":\"x\",\"image\":\"i\","
+          "\"kernel\":\"k\",\"backend\":\"qemu\",\"vcpus\":1,\"memory_mib\":256,"
+          "\"created_usec\":1,\"pid\":4294967296,\"start_time\":0}",
+          -EBADMSG },
+};
+
+START_TEST(vm_record_parse_table)
+{
+        _cleanup_(vm_record_freep) VmRecord *out = NULL;
+
+        ck_assert_int_eq(vm_record_from_json(records[_i].json, &out), records[_i].expected);
+        if (records[_i].expected < 0)
+                ck_assert_ptr_null(out);
+        else
+                ck_assert_str_eq(out->name, "dev1");
+}
+END_TEST
+
+START_TEST(vm_state_strings)
+{
+        for (VmState s = 0; s < _VM_STATE_MAX; s++)
+                ck_assert_int_eq(vm_state_from_string(vm_state_to_string(s)), s);
+        ck_assert_ptr_null(vm_state_to_string(_VM_STATE_MAX));
+        ck_assert_int_eq(vm_state_from_string("RUNNING"), _VM_STATE_INVALID);
+        ck_assert_int_eq(vm_state_from_string(NULL), _VM_STATE_INVALID);
+}
+END_TEST
+
+static void write_record(const char *dir, const char *text)
+{
+        _cleanup_free_ char *p = NULL;
+
+        ck_assert_int_ge(asprintf(&p, "%s/%s", dir, STORE_RECORD), 0);
+        ck_assert_int_eq(write_file_atomic(p, text, strlen(text), 0644), 0);
+}
+
+START_TEST(store_publish_and_list)
+{
+        _cleanup_free_ char *tmp = NULL, *final = NULL, *record = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+
+        ck_assert_int_eq(store_list(tmpdir, STORE_IMAGES, &names), 0);
+        ck_assert_uint_eq(strv_length(names), 0);
+        names = strv_free(names);
+
+        ck_assert_int_eq(store_make_temp_dir(tmpdir, STORE_IMAGES, &tmp), 0);
+        ck_assert_ptr_nonnull(strstr(tmp, "/images/.tmp-"));
+        write_record(tmp, "new");
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_IMAGES, "docker.io/library/b:1", &final),
+                         0);
+        ck_assert_ptr_nonnull(strstr(final, "/images/docker.io%2Flibrary%2Fb:1"));
+
+        /* A temporary directory is not listed. */
+        ck_assert_int_eq(store_list(tmpdir, STORE_IMAGES, &names), 0);
+        ck_assert_uint_eq(strv_length(names), 0);
+        names = strv_free(names);
+
+        ck_assert_int_eq(store_publish_dir(tmp, final), 0);
+        ck_assert_int_eq(access(tmp, F_OK), -1);
+        ck_assert_int_eq(store_list(tmpdir, STORE_IMAGES, &names), 0);
+        ck_assert_uint_eq(strv_length(names), 1);
+        ck_assert_str_eq(names[0], "docker.io/library/b:1");
+}
+END_TEST
+
+START_TEST(store_publish_replaces_existing)
+{
+        _cleanup_free_ char *tmp1 = NULL, *tmp2 = NULL, *final = NULL, *record = NULL, *text = NULL;
+
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_KERNELS, "k1", &final), 0);
+        ck_assert_int_eq(store_make_temp_dir(tmpdir, STORE_KERNELS, &tmp1), 0);
+        write_record(tmp1, "old");
+        ck_assert_int_eq(store_publish_dir(tmp1, final), 0);
+
+        ck_assert_int_eq(store_make_temp_dir(tmpdir, STORE_KERNELS, &tmp2), 0);
+        write_record(tmp2, "new");
+        ck_assert_int_eq(store_publish_dir(tmp2, final), 0);
+        ck_assert_int_eq(access(tmp2, F_OK), -1);
+
+        ck_assert_int_ge(asprintf(&record, "%s/%s", final, STORE_RECORD), 0);
+        ck_assert_int_eq(read_full_file(record, 1024, &text, NULL), 0);
+        ck_assert_str_eq(text, "new");
+}
+END_TEST
+
+START_TEST(store_list_skips_incomplete)
+{
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_VMS, "zeta", &a), 0);
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_VMS, "alpha", &b), 0);
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_VMS, "norecord", &c), 0);
+        ck_assert_int_eq(mkdir_p(a, 0755), 0);
+        ck_assert_int_eq(mkdir_p(b, 0755), 0);
+        ck_assert_int_eq(mkdir_p(c, 0755), 0);
+        write_record(a, "{}");
+        write_record(b, "{}");
+
+        ck_assert_int_eq(store_list(tmpdir, STORE_VMS, &names), 0);
+        ck_assert_uint_eq(strv_length(names), 2);
+        ck_assert_str_eq(names[0], "alpha");
+        ck_assert_str_eq(names[1], "zeta");
+}
+END_TEST
+
+START_TEST(store_removes_temporaries)
+{
+        _cleanup_free_ char *tmp = NULL, *keep = NULL;
+
+        ck_assert_int_eq(store_make_temp_dir(tmpdir, STORE_VMS, &tmp), 0);
+        write_record(tmp, "partial");
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_VMS, "keep", &keep), 0);
+        ck_assert_int_eq(mkdir_p(keep, 0755), 0);
+
+        ck_assert_int_eq(store_remove_temporaries(tmpdir, STORE_VMS), 0);
+        ck_assert_int_eq(access(tmp, F_OK), -1);
+        ck_assert_int_eq(access(keep, F_OK), 0);
+        ck_assert_int_eq(store_remove_temporaries(tmpdir, "missing"), 0);
+}
+END_TEST
+
+START_TEST(proc_start_time_of_self)
+{
+        uint64_t a = 0, b = 0, parent = 0;
+
+        ck_assert_int_eq(proc_start_time(getpid(), &a), 0);
+        ck_assert_int_eq(proc_start_time(getpid(), &b), 0);
+        ck_assert_uint_eq(a, b);
+        ck_assert_int_eq(proc_start_time(1, &parent), 0);
+        ck_assert_uint_le(parent, a);
+        ck_assert_int_eq(proc_start_time(0x3fffffff, &a), -ESRCH);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("store");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, vm_record_round_trip);
+        tcase_add_test(tc, vm_record_optional_fields_absent);
+        tcase_add_loop_test(tc, vm_record_parse_table, 0, ELEMENTSOF(records));
+        tcase_add_test(tc, vm_state_strings);
+        tcase_add_test(tc, store_publish_and_list);
+        tcase_add_test(tc, store_publish_replaces_existing);
+        tcase_add_test(tc, store_list_skips_incomplete);
+        tcase_add_test(tc, store_removes_temporaries);
+        tcase_add_test(tc, proc_start_time_of_self);
+        suite_add_tcase(s, tc);
+
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
