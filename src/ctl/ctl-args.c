@@ -1,0 +1,496 @@
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl-args.h"
+#include "macro.h"
+#include "strv.h"
+
+typedef enum CtlOption {
+        OPT_HELP = 1u << 0,
+        OPT_VERSION = 1u << 1,
+        OPT_NO_ASK_PASSWORD = 1u << 2,
+        OPT_JSON = 1u << 3,
+        OPT_FORCE = 1u << 4,
+        OPT_NO_START = 1u << 5,
+        OPT_NAME = 1u << 6,
+        OPT_MODULES = 1u << 7,
+        OPT_IMAGE = 1u << 8,
+        OPT_KERNEL = 1u << 9,
+        OPT_VCPUS = 1u << 10,
+        OPT_MEMORY = 1u << 11,
+        OPT_ENV = 1u << 12,
+        OPT_CWD = 1u << 13,
+} CtlOption;
+
+/* Options every verb accepts. */
+#define OPT_GLOBAL (OPT_HELP | OPT_VERSION | OPT_NO_ASK_PASSWORD)
+
+typedef struct OptionInfo {
+        CtlOption flag;
+        const char *long_name;
+        char short_name;
+        const char *value_name; /* NULL when the option takes no value */
+        const char *help;
+} OptionInfo;
+
+static const OptionInfo option_table[] = {
+        { OPT_HELP, "help", 'h', NULL, "Show this help" },
+        { OPT_VERSION, "version", 0, NULL, "Show the version" },
+        { OPT_NO_ASK_PASSWORD, "no-ask-password", 0, NULL,
+          "Do not ask for a password when an action needs authentication" },
+        { OPT_JSON, "json", 0, NULL, "Print JSON instead of a table" },
+        { OPT_FORCE, "force", 'f', NULL, "Stop the VM at once, without a clean shutdown" },
+        { OPT_NO_START, "no-start", 0, NULL, "Create the VM without starting it" },
+        { OPT_NAME, "name", 0, "NAME", "Name of the imported kernel (default: from the file)" },
+        { OPT_MODULES, "modules", 0, "DIR",
+          "The lib/modules/VERSION directory that belongs to a bare kernel file" },
+        { OPT_IMAGE, "image", 0, "REF", "Image to boot, as a name or registry reference" },
+        { OPT_KERNEL, "kernel", 0, "NAME", "Kernel to boot (default: the configured kernel)" },
+        { OPT_VCPUS, "vcpus", 0, "N", "Number of virtual CPUs" },
+        { OPT_MEMORY, "memory", 0, "MIB", "Guest memory in MiB" },
+        { OPT_ENV, "env", 'e', "KEY=VALUE", "Set an environment variable; may be repeated" },
+        { OPT_CWD, "cwd", 0, "DIR", "Working directory of the command in the guest" },
+};
+
+typedef struct VerbInfo {
+        const char *group;
+        const char *name;
+        unsigned options;     /* accepted options besides OPT_GLOBAL */
+        const char *argument; /* the positional argument, NULL when none */
+        const char *usage;    /* everything after "bangerctl GROUP VERB " */
+        const char *summary;
+} VerbInfo;
+
+static const VerbInfo verb_table[_CTL_VERB_MAX] = {
+        [CTL_IMAGE_PULL] = { "image", "pull", 0, "REF", "REF",
+                             "Pull an image from a registry and convert it to a root disk" },
+        [CTL_IMAGE_LIST] = { "image", "list", OPT_JSON, NULL, "[--json]", "List images" },
+        [CTL_IMAGE_RM] = { "image", "rm", 0, "NAME", "NAME", "Remove an image" },
+        [CTL_KERNEL_IMPORT] = { "kernel", "import", OPT_NAME | OPT_MODULES, "PATH",
+                                "PATH [--name NAME] [--modules DIR]",
+                                "Import a kernel from a .deb, an unpacked package or a kernel "
+                                "file" },
+        [CTL_KERNEL_LIST] = { "kernel", "list", OPT_JSON, NULL, "[--json]", "List kernels" },
+        [CTL_KERNEL_RM] = { "kernel", "rm", 0, "NAME", "NAME", "Remove a kernel" },
+        [CTL_VM_CREATE] = { "vm", "create",
+                            OPT_IMAGE | OPT_KERNEL | OPT_VCPUS | OPT_MEMORY | OPT_NO_START, "NAME",
+                            "--image REF [--kernel NAME] [--vcpus N] [--memory MIB] "
+                            "[--no-start] NAME",
+                            "Create a VM and start it" },
+        [CTL_VM_START] = { "vm", "start", 0, "NAME", "NAME", "Start a VM" },
+        [CTL_VM_STOP] = { "vm", "stop", OPT_FORCE, "NAME", "[--force] NAME", "Stop a VM" },
+        [CTL_VM_RESTART] = { "vm", "restart", 0, "NAME", "NAME", "Restart a VM" },
+        [CTL_VM_RM] = { "vm", "rm", 0, "NAME", "NAME", "Remove a VM, stopping it first" },
+        [CTL_VM_LIST] = { "vm", "list", OPT_JSON, NULL, "[--json]", "List VMs" },
+        [CTL_VM_SHOW] = { "vm", "show", OPT_JSON, "NAME", "[--json] NAME",
+                          "Show all properties of a VM" },
+        [CTL_VM_EXEC] = { "vm", "exec", OPT_ENV | OPT_CWD, "NAME",
+                          "[--env KEY=VALUE]... [--cwd DIR] NAME -- CMD [ARG...]",
+                          "Run a command in a VM and exit with its status" },
+        [CTL_VM_CONSOLE_LOG] = { "vm", "console-log", 0, "NAME", "NAME",
+                                 "Print the console log of a VM" },
+};
+
+static const char *const group_table[] = { "image", "kernel", "vm" };
+
+const char *ctl_verb_group(CtlVerb verb)
+{
+        if (verb < 0 || verb >= _CTL_VERB_MAX)
+                return NULL;
+        return verb_table[verb].group;
+}
+
+const char *ctl_verb_name(CtlVerb verb)
+{
+        if (verb < 0 || verb >= _CTL_VERB_MAX)
+                return NULL;
+        return verb_table[verb].name;
+}
+
+static const char *group_lookup(const char *s)
+{
+        for (size_t i = 0; i < ELEMENTSOF(group_table); i++)
+                if (streq(group_table[i], s))
+                        return group_table[i];
+        return NULL;
+}
+
+static CtlVerb verb_lookup(const char *group, const char *s)
+{
+        for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++)
+                if (streq(verb_table[v].group, group) && streq(verb_table[v].name, s))
+                        return v;
+        return _CTL_VERB_INVALID;
+}
+
+void ctl_args_init(CtlArgs *args, bool ask_password)
+{
+        *args = (CtlArgs){
+                .action = CTL_ACTION_RUN,
+                .verb = _CTL_VERB_INVALID,
+                .ask_password = ask_password,
+        };
+}
+
+void ctl_args_done(CtlArgs *args)
+{
+        args->env = strv_free(args->env);
+        free(args->error);
+        args->error = NULL;
+}
+
+/* Records the first usage error only: later ones are usually consequences of it. */
+__attribute__((format(printf, 2, 3))) static int args_fail(CtlArgs *args, const char *format, ...)
+{
+        va_list ap;
+        int r;
+
+        if (args->error)
+                return -EINVAL;
+
+        va_start(ap, format);
+        r = vasprintf(&args->error, format, ap);
+        va_end(ap);
+        if (r < 0) {
+                args->error = NULL;
+                return -ENOMEM;
+        }
+        return -EINVAL;
+}
+
+static const OptionInfo *option_lookup_long(const char *name, size_t len)
+{
+        for (size_t i = 0; i < ELEMENTSOF(option_table); i++)
+                if (strlen(option_table[i].long_name) == len &&
+                    strneq(option_table[i].long_name, name, len))
+                        return &option_table[i];
+        return NULL;
+}
+
+static const OptionInfo *option_lookup_short(char c)
+{
+        for (size_t i = 0; i < ELEMENTSOF(option_table); i++)
+                if (option_table[i].short_name == c)
+                        return &option_table[i];
+        return NULL;
+}
+
+/* Parses a positive decimal number that fits in uint32_t, with nothing around it. */
+static int parse_positive_u32(const char *s, uint32_t *ret)
+{
+        uintmax_t v;
+        char *end;
+
+        if (s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+
+        errno = 0;
+        v = strtoumax(s, &end, 10);
+        if (errno != 0 || *end != '\0' || v == 0 || v > UINT32_MAX)
+                return -EINVAL;
+
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
+{
+        switch (o->flag) {
+        case OPT_HELP:
+                args->action = CTL_ACTION_HELP;
+                return 0;
+        case OPT_VERSION:
+                if (args->action != CTL_ACTION_HELP)
+                        args->action = CTL_ACTION_VERSION;
+                return 0;
+        case OPT_NO_ASK_PASSWORD:
+                args->ask_password = false;
+                return 0;
+        case OPT_JSON:
+                args->json = true;
+                return 0;
+        case OPT_FORCE:
+                args->force = true;
+                return 0;
+        case OPT_NO_START:
+                args->no_start = true;
+                return 0;
+        case OPT_VCPUS:
+        case OPT_MEMORY:
+                if (parse_positive_u32(value,
+                                       o->flag == OPT_VCPUS ? &args->vcpus : &args->memory_mib) < 0)
+                        return args_fail(args,
+                                         "invalid value '%s' for --%s: expected a whole number "
+                                         "from 1 to %" PRIu32,
+                                         value, o->long_name, UINT32_MAX);
+                return 0;
+        case OPT_ENV:
+                if (value[0] == '=' || !strchr(value, '='))
+                        return args_fail(args, "invalid value '%s' for --env: expected KEY=VALUE",
+                                         value);
+                return strv_extend(&args->env, value);
+        default:
+                break;
+        }
+
+        if (isempty(value))
+                return args_fail(args, "empty value for --%s: expected %s", o->long_name,
+                                 o->value_name);
+
+        switch (o->flag) {
+        case OPT_NAME:
+                args->kernel_name = value;
+                break;
+        case OPT_MODULES:
+                args->modules = value;
+                break;
+        case OPT_IMAGE:
+                args->image = value;
+                break;
+        case OPT_KERNEL:
+                args->kernel = value;
+                break;
+        case OPT_CWD:
+                args->cwd = value;
+                break;
+        default:
+                assert(!"option without a handler");
+        }
+        return 0;
+}
+
+/* Parses the option at argv[*i], consuming the next word when it is the option's value.
+ * Returns the option's flag, or a negative errno. */
+static int option_parse(CtlArgs *args, int argc, char *const argv[], int *i)
+{
+        const char *word = argv[*i], *value = NULL, *eq;
+        const OptionInfo *o;
+        char display[3];
+        int r;
+
+        if (word[1] == '-') {
+                eq = strchr(word + 2, '=');
+                o = option_lookup_long(word + 2, eq ? (size_t)(eq - word - 2) : strlen(word + 2));
+                if (eq)
+                        value = eq + 1;
+        } else
+                o = word[2] == '\0' ? option_lookup_short(word[1]) : NULL;
+        if (!o)
+                return args_fail(args, "unknown option '%s'", word);
+
+        if (!o->value_name) {
+                if (value)
+                        return args_fail(args, "option '--%s' takes no value", o->long_name);
+        } else if (!value) {
+                if (*i + 1 >= argc) {
+                        (void)snprintf(display, sizeof(display), "-%c", o->short_name);
+                        return args_fail(args, "option '%s' requires a value %s",
+                                         word[1] == '-' ? word : display, o->value_name);
+                }
+                value = argv[++*i];
+        }
+
+        r = option_apply(args, o, value);
+        if (r < 0)
+                return r;
+        return (int)o->flag;
+}
+
+static int positional_add(CtlArgs *args, unsigned n, const char *word)
+{
+        CtlVerb v;
+
+        if (n == 0) {
+                args->group = group_lookup(word);
+                if (!args->group)
+                        return args_fail(args, "unknown command '%s'", word);
+                return 0;
+        }
+
+        if (n == 1) {
+                v = verb_lookup(args->group, word);
+                if (v < 0)
+                        return args_fail(args, "unknown command '%s %s'", args->group, word);
+                args->verb = v;
+                return 0;
+        }
+
+        if (n == 2 && verb_table[args->verb].argument) {
+                args->name = word;
+                return 0;
+        }
+
+        if (args->verb == CTL_VM_EXEC)
+                return args_fail(args, "missing '--' before the command '%s'", word);
+        return args_fail(args, "unexpected argument '%s'", word);
+}
+
+static int check_options(CtlArgs *args, unsigned seen)
+{
+        unsigned allowed = OPT_GLOBAL;
+
+        if (args->verb >= 0)
+                allowed |= verb_table[args->verb].options;
+
+        for (size_t i = 0; i < ELEMENTSOF(option_table); i++) {
+                if (!(seen & option_table[i].flag) || (allowed & option_table[i].flag))
+                        continue;
+                if (args->verb >= 0)
+                        return args_fail(args, "option '--%s' is not valid for '%s %s'",
+                                         option_table[i].long_name, args->group,
+                                         verb_table[args->verb].name);
+                return args_fail(args, "option '--%s' needs a command", option_table[i].long_name);
+        }
+        return 0;
+}
+
+static int check_arguments(CtlArgs *args)
+{
+        const VerbInfo *info;
+
+        if (!args->group)
+                return args_fail(args, "missing command");
+        if (args->verb < 0)
+                return args_fail(args, "missing command after '%s'", args->group);
+
+        info = &verb_table[args->verb];
+        if (info->argument && !args->name)
+                return args_fail(args, "missing %s", info->argument);
+        if (args->verb == CTL_VM_CREATE && !args->image)
+                return args_fail(args, "missing --image REF");
+        if (args->verb == CTL_VM_EXEC && !args->command)
+                return args_fail(args, "missing '--' and the command to run after NAME");
+        if (args->verb == CTL_VM_EXEC && !args->command[0])
+                return args_fail(args, "missing command after '--'");
+        return 0;
+}
+
+int ctl_args_parse(CtlArgs *args, int argc, char *const argv[])
+{
+        bool dashdash = false;
+        unsigned seen = 0, n_positional = 0;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                const char *word = argv[i];
+
+                if (!dashdash && streq(word, "--")) {
+                        dashdash = true;
+                        if (args->verb != CTL_VM_EXEC)
+                                continue;
+                        if (!args->name)
+                                (void)args_fail(args, "missing NAME before '--'");
+                        args->command = argv + i + 1;
+                        break;
+                }
+
+                if (!dashdash && word[0] == '-' && word[1] != '\0') {
+                        r = option_parse(args, argc, argv, &i);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r > 0)
+                                seen |= (unsigned)r;
+                        continue;
+                }
+
+                r = positional_add(args, n_positional++, word);
+                if (r == -ENOMEM)
+                        return r;
+                /* An unknown group or verb leaves nothing to attach later words to. */
+                if (r < 0 && n_positional <= 2)
+                        break;
+        }
+
+        if (!args->error && args->action == CTL_ACTION_RUN)
+                (void)check_options(args, seen);
+        if (!args->error && args->action == CTL_ACTION_RUN)
+                (void)check_arguments(args);
+
+        return args->error ? -EINVAL : 0;
+}
+
+static void print_options(FILE *f, unsigned options)
+{
+        char left[64];
+
+        for (size_t i = 0; i < ELEMENTSOF(option_table); i++) {
+                const OptionInfo *o = &option_table[i];
+
+                if (!(options & o->flag))
+                        continue;
+
+                if (o->short_name)
+                        (void)snprintf(left, sizeof(left), "-%c --%s%s%s", o->short_name,
+                                       o->long_name, o->value_name ? " " : "",
+                                       strempty(o->value_name));
+                else
+                        (void)snprintf(left, sizeof(left), "   --%s%s%s", o->long_name,
+                                       o->value_name ? " " : "", strempty(o->value_name));
+                fprintf(f, "  %-24s %s\n", left, o->help);
+        }
+}
+
+void ctl_print_verb_usage(FILE *f, CtlVerb verb)
+{
+        const VerbInfo *info = &verb_table[verb];
+
+        fprintf(f, "bangerctl %s %s %s\n", info->group, info->name, info->usage);
+}
+
+static void print_group_verbs(FILE *f, const char *group)
+{
+        for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++)
+                if (!group || streq(verb_table[v].group, group))
+                        fprintf(f, "  %-12s %-13s %s\n", verb_table[v].group, verb_table[v].name,
+                                verb_table[v].summary);
+}
+
+void ctl_print_help(FILE *f, const char *group, CtlVerb verb)
+{
+        if (group && verb >= 0) {
+                fprintf(f, "Usage: ");
+                ctl_print_verb_usage(f, verb);
+                fprintf(f, "\n%s.\n\nOptions:\n", verb_table[verb].summary);
+                print_options(f, verb_table[verb].options | OPT_HELP | OPT_NO_ASK_PASSWORD);
+                return;
+        }
+
+        if (group) {
+                fprintf(f, "Usage: bangerctl %s COMMAND ...\n\nCommands:\n", group);
+                print_group_verbs(f, group);
+                fprintf(f, "\nRun 'bangerctl %s COMMAND --help' for the options of a command.\n",
+                        group);
+                return;
+        }
+
+        fprintf(f, "Usage: bangerctl [OPTIONS] {image|kernel|vm} COMMAND ...\n\n"
+                   "Manage banger VMs, images and kernels through bangerd.\n\nCommands:\n");
+        print_group_verbs(f, NULL);
+        fprintf(f, "\nOptions:\n");
+        print_options(f, OPT_GLOBAL);
+        fprintf(f, "\nRun 'bangerctl GROUP COMMAND --help' for the options of a command.\n");
+}
+
+void ctl_print_usage_error(FILE *f, const CtlArgs *args)
+{
+        fprintf(f, "bangerctl: %s\n", strempty(args->error));
+
+        if (args->verb >= 0) {
+                fprintf(f, "Usage: ");
+                ctl_print_verb_usage(f, args->verb);
+        } else if (args->group) {
+                fprintf(f, "Usage:\n");
+                for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++)
+                        if (streq(verb_table[v].group, args->group)) {
+                                fprintf(f, "  ");
+                                ctl_print_verb_usage(f, v);
+                        }
+        } else
+                fprintf(f, "Usage: bangerctl [OPTIONS] {image|kernel|vm} COMMAND ...\n"
+                           "Run 'bangerctl --help' for the list of commands.\n");
+}

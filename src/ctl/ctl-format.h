@@ -1,0 +1,54 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Text formatting for bangerctl's output, free of I/O so that unit tests can check it. */
+
+/* Buffer sizes that always suffice for the functions below. */
+#define FORMAT_BYTES_MAX     16
+#define FORMAT_TIMESTAMP_MAX 40
+
+/* Formats a byte count with binary units: "512 B", "1.0 KiB", "12.3 MiB", "40.0 GiB". Returns
+ * buf. */
+char *format_bytes(char *buf, size_t size, uint64_t bytes);
+
+/* Formats usec since the epoch in UTC as "2026-12-04 16:05:00 UTC", or "n/a" for 0. Returns
+ * buf. */
+char *format_timestamp(char *buf, size_t size, uint64_t usec);
+
+/* Formats the plain progress line written when a job's step changes: the step alone, or
+ * "download 12.3 MiB / 40.0 MiB" once the job reports a byte total. Returns buf. */
+char *format_progress_plain(char *buf, size_t size, const char *step, uint64_t bytes_done,
+                            uint64_t bytes_total);
+
+/* Formats a one-line progress bar of at most width - 1 columns, so that it never wraps:
+ * "download [#####     ]  50% 20.0 MiB / 40.0 MiB". progress is clamped to 0..1. The bar
+ * shrinks, then goes, when width is small. Returns buf. */
+char *format_progress_bar(char *buf, size_t size, size_t width, const char *step, double progress,
+                          uint64_t bytes_done, uint64_t bytes_total);
+
+/* A table of text cells printed with aligned columns. */
+typedef struct Table {
+        size_t n_columns;
+        size_t n_cells;
+        char **cells; /* row-major, the first row is the header */
+} Table;
+
+int table_new(Table **ret, const char *const *header, size_t n_columns);
+Table *table_free(Table *t);
+static inline void table_freep(Table **t)
+{
+        table_free(*t);
+}
+#define _cleanup_table_free_ __attribute__((cleanup(table_freep)))
+
+/* Appends one cell; rows fill from left to right. NULL is shown as "-". */
+int table_add(Table *t, const char *cell);
+
+size_t table_rows(const Table *t);
+
+/* Writes the table with columns separated by two spaces and no trailing blanks. */
+int table_print(const Table *t, FILE *f);

@@ -1,0 +1,145 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-bus.h>
+
+#include "ctl-bus.h"
+#include "ctl-format.h"
+#include "ctl-verbs.h"
+#include "macro.h"
+
+int verb_image_pull(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to pull image '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "PullImage");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_append(m, "sa{sv}", args->name, 0);
+        if (r < 0)
+                return ctl_log_errno(r, "%s", what);
+
+        return ctl_run_job(bus, m, what);
+}
+
+/* Shortens "sha256:abcdef..." to the first 12 hex digits, as container tools show digests. */
+static void digest_short(char *buf, size_t size, const char *digest)
+{
+        const char *colon = strchr(digest, ':');
+
+        (void)snprintf(buf, size, "%.12s", colon ? colon + 1 : digest);
+}
+
+static int image_add_json(json_object *array, const char *name, const char *reference,
+                          const char *digest, uint64_t size, uint64_t created, const char *path)
+{
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return -ENOMEM;
+        if (json_object_object_add(o, "name", json_object_new_string(name)) < 0 ||
+            json_object_object_add(o, "reference", json_object_new_string(reference)) < 0 ||
+            json_object_object_add(o, "digest", json_object_new_string(digest)) < 0 ||
+            json_object_object_add(o, "size", json_object_new_uint64(size)) < 0 ||
+            json_object_object_add(o, "created", json_object_new_uint64(created)) < 0 ||
+            json_object_object_add(o, "path", json_object_new_string(path)) < 0 ||
+            json_object_array_add(array, o) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int image_add_row(Table *t, const char *name, const char *reference, const char *digest,
+                         uint64_t size, uint64_t created)
+{
+        char d[16], s[FORMAT_BYTES_MAX], c[FORMAT_TIMESTAMP_MAX];
+        const char *cells[] = {
+                name,
+                reference,
+                (digest_short(d, sizeof(d), digest), d),
+                format_bytes(s, sizeof(s), size),
+                format_timestamp(c, sizeof(c), created),
+        };
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(cells); i++) {
+                r = table_add(t, cells[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int verb_image_list(sd_bus *bus, const CtlArgs *args)
+{
+        static const char *const header[] = { "NAME", "REFERENCE", "DIGEST", "SIZE", "CREATED" };
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_table_free_ Table *t = NULL;
+        json_object *array = NULL;
+        const char *name, *reference, *digest, *path;
+        uint64_t size, created;
+        int r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ListImages");
+        if (r < 0)
+                return r;
+
+        r = ctl_call(bus, m, 0, "Failed to list images", &reply);
+        if (r < 0)
+                return r;
+
+        r = table_new(&t, header, ELEMENTSOF(header));
+        if (r >= 0 && args->json && !(array = json_object_new_array()))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssstto)");
+        while (r >= 0) {
+                r = sd_bus_message_read(reply, "(ssstto)", &name, &reference, &digest, &size,
+                                        &created, &path);
+                if (r <= 0)
+                        break;
+                if (args->json)
+                        r = image_add_json(array, name, reference, digest, size, created, path);
+                else
+                        r = image_add_row(t, name, reference, digest, size, created);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                json_object_put(array);
+                return ctl_log_errno(r, "Failed to list images");
+        }
+
+        if (args->json) {
+                r = ctl_print_json(array);
+                json_object_put(array);
+                return r;
+        }
+        r = table_print(t, stdout);
+        if (r < 0)
+                return ctl_log_errno(r, "Failed to write to standard output");
+        return 0;
+}
+
+int verb_image_rm(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to remove image '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        return ctl_object_call(bus, "GetImage", args->name, BANGER_IMAGE_IFACE, "Delete", what, "");
+}

@@ -1,0 +1,168 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-bus.h>
+
+#include "ctl-bus.h"
+#include "ctl-format.h"
+#include "ctl-verbs.h"
+#include "macro.h"
+
+static int import_options_append(sd_bus_message *m, const CtlArgs *args, int modules_fd)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_append(m, "{sv}", "source-name", "s", args->name);
+        if (r < 0)
+                return r;
+
+        if (args->kernel_name) {
+                r = sd_bus_message_append(m, "{sv}", "name", "s", args->kernel_name);
+                if (r < 0)
+                        return r;
+        }
+
+        if (modules_fd >= 0) {
+                r = sd_bus_message_append(m, "{sv}", "modules", "h", modules_fd);
+                if (r < 0)
+                        return r;
+        }
+
+        return sd_bus_message_close_container(m);
+}
+
+int verb_kernel_import(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_close_ int fd = -EBADF, modules_fd = -EBADF;
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to import kernel '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        /* A directory opens too: bangerd accepts an unpacked package directory. */
+        fd = open(args->name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return ctl_log_errno(negative_errno(), "Failed to open kernel '%s'", args->name);
+
+        if (args->modules) {
+                modules_fd = open(args->modules, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (modules_fd < 0)
+                        return ctl_log_errno(negative_errno(),
+                                             "Failed to open modules directory '%s'",
+                                             args->modules);
+        }
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ImportKernel");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_append(m, "h", fd);
+        if (r >= 0)
+                r = import_options_append(m, args, modules_fd);
+        if (r < 0)
+                return ctl_log_errno(r, "%s", what);
+
+        return ctl_run_job(bus, m, what);
+}
+
+static int kernel_add_json(json_object *array, const char *name, const char *version,
+                           const char *source, const char *path)
+{
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return -ENOMEM;
+        if (json_object_object_add(o, "name", json_object_new_string(name)) < 0 ||
+            json_object_object_add(o, "version", json_object_new_string(version)) < 0 ||
+            json_object_object_add(o, "source", json_object_new_string(source)) < 0 ||
+            json_object_object_add(o, "path", json_object_new_string(path)) < 0 ||
+            json_object_array_add(array, o) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int kernel_add_row(Table *t, const char *name, const char *version, const char *source)
+{
+        const char *cells[] = { name, version, source };
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(cells); i++) {
+                r = table_add(t, cells[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int verb_kernel_list(sd_bus *bus, const CtlArgs *args)
+{
+        static const char *const header[] = { "NAME", "VERSION", "SOURCE" };
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_table_free_ Table *t = NULL;
+        json_object *array = NULL;
+        const char *name, *version, *source, *path;
+        int r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ListKernels");
+        if (r < 0)
+                return r;
+
+        r = ctl_call(bus, m, 0, "Failed to list kernels", &reply);
+        if (r < 0)
+                return r;
+
+        r = table_new(&t, header, ELEMENTSOF(header));
+        if (r >= 0 && args->json && !(array = json_object_new_array()))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssso)");
+        while (r >= 0) {
+                r = sd_bus_message_read(reply, "(ssso)", &name, &version, &source, &path);
+                if (r <= 0)
+                        break;
+                if (args->json)
+                        r = kernel_add_json(array, name, version, source, path);
+                else
+                        r = kernel_add_row(t, name, version, source);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                json_object_put(array);
+                return ctl_log_errno(r, "Failed to list kernels");
+        }
+
+        if (args->json) {
+                r = ctl_print_json(array);
+                json_object_put(array);
+                return r;
+        }
+        r = table_print(t, stdout);
+        if (r < 0)
+                return ctl_log_errno(r, "Failed to write to standard output");
+        return 0;
+}
+
+int verb_kernel_rm(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to remove kernel '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        return ctl_object_call(bus, "GetKernel", args->name, BANGER_KERNEL_IFACE, "Delete", what,
+                               "");
+}

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "ctl-args.h"
+
+/* One function per verb. Each returns 0 on success or a negative errno after printing the
+ * failure; verb_vm_exec() returns the exit status to pass on instead. */
+
+int verb_image_pull(sd_bus *bus, const CtlArgs *args);
+int verb_image_list(sd_bus *bus, const CtlArgs *args);
+int verb_image_rm(sd_bus *bus, const CtlArgs *args);
+
+int verb_kernel_import(sd_bus *bus, const CtlArgs *args);
+int verb_kernel_list(sd_bus *bus, const CtlArgs *args);
+int verb_kernel_rm(sd_bus *bus, const CtlArgs *args);
+
+int verb_vm_create(sd_bus *bus, const CtlArgs *args);
+int verb_vm_start(sd_bus *bus, const CtlArgs *args);
+int verb_vm_stop(sd_bus *bus, const CtlArgs *args);
+int verb_vm_restart(sd_bus *bus, const CtlArgs *args);
+int verb_vm_rm(sd_bus *bus, const CtlArgs *args);
+int verb_vm_list(sd_bus *bus, const CtlArgs *args);
+int verb_vm_show(sd_bus *bus, const CtlArgs *args);
+int verb_vm_exec(sd_bus *bus, const CtlArgs *args);
+int verb_vm_console_log(sd_bus *bus, const CtlArgs *args);

@@ -1,0 +1,474 @@
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The parser and the formatting helpers belong to bangerctl, not to the core library, so their
+ * sources are compiled into this test. */
+#include "../src/ctl/ctl-args.c"
+#include "../src/ctl/ctl-format.c"
+
+#define MAX_WORDS 16
+
+typedef struct GoodCase {
+        const char *words[MAX_WORDS];
+        CtlAction action;
+        CtlVerb verb;
+        const char *name;
+} GoodCase;
+
+static const GoodCase good_cases[] = {
+        { { "image", "pull", "debian:bookworm" },
+          CTL_ACTION_RUN,
+          CTL_IMAGE_PULL,
+          "debian:bookworm" },
+        { { "image", "list" }, CTL_ACTION_RUN, CTL_IMAGE_LIST, NULL },
+        { { "image", "list", "--json" }, CTL_ACTION_RUN, CTL_IMAGE_LIST, NULL },
+        { { "--json", "image", "list" }, CTL_ACTION_RUN, CTL_IMAGE_LIST, NULL },
+        { { "image", "rm", "alpine" }, CTL_ACTION_RUN, CTL_IMAGE_RM, "alpine" },
+        { { "kernel", "import", "/tmp/k.deb" }, CTL_ACTION_RUN, CTL_KERNEL_IMPORT, "/tmp/k.deb" },
+        { { "kernel", "import", "vmlinuz", "--name", "k1", "--modules", "/lib/modules/6.1" },
+          CTL_ACTION_RUN,
+          CTL_KERNEL_IMPORT,
+          "vmlinuz" },
+        { { "kernel", "list" }, CTL_ACTION_RUN, CTL_KERNEL_LIST, NULL },
+        { { "kernel", "rm", "k1" }, CTL_ACTION_RUN, CTL_KERNEL_RM, "k1" },
+        { { "vm", "create", "--image", "debian:bookworm", "dev1" },
+          CTL_ACTION_RUN,
+          CTL_VM_CREATE,
+          "dev1" },
+        { { "vm", "create", "dev1", "--image=alpine", "--kernel", "k1", "--vcpus", "2", "--memory",
+            "512", "--no-start" },
+          CTL_ACTION_RUN,
+          CTL_VM_CREATE,
+          "dev1" },
+        { { "vm", "start", "dev1" }, CTL_ACTION_RUN, CTL_VM_START, "dev1" },
+        { { "vm", "stop", "--force", "dev1" }, CTL_ACTION_RUN, CTL_VM_STOP, "dev1" },
+        { { "vm", "stop", "dev1", "-f" }, CTL_ACTION_RUN, CTL_VM_STOP, "dev1" },
+        { { "vm", "restart", "dev1" }, CTL_ACTION_RUN, CTL_VM_RESTART, "dev1" },
+        { { "vm", "rm", "--no-ask-password", "dev1" }, CTL_ACTION_RUN, CTL_VM_RM, "dev1" },
+        { { "vm", "list", "--json" }, CTL_ACTION_RUN, CTL_VM_LIST, NULL },
+        { { "vm", "show", "dev1", "--json" }, CTL_ACTION_RUN, CTL_VM_SHOW, "dev1" },
+        { { "vm", "exec", "dev1", "--", "uname", "-a" }, CTL_ACTION_RUN, CTL_VM_EXEC, "dev1" },
+        { { "vm", "exec", "--env", "A=1", "--cwd", "/tmp", "dev1", "--", "ls", "--", "-x" },
+          CTL_ACTION_RUN,
+          CTL_VM_EXEC,
+          "dev1" },
+        { { "vm", "console-log", "dev1" }, CTL_ACTION_RUN, CTL_VM_CONSOLE_LOG, "dev1" },
+        /* "--" ends the options, so a name may start with a dash. */
+        { { "image", "rm", "--", "-odd" }, CTL_ACTION_RUN, CTL_IMAGE_RM, "-odd" },
+        { { "--help" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
+        { { "-h" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
+        { { "vm", "--help" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
+        { { "vm", "create", "--help" }, CTL_ACTION_HELP, CTL_VM_CREATE, NULL },
+        { { "vm", "exec", "-h" }, CTL_ACTION_HELP, CTL_VM_EXEC, NULL },
+        { { "--version" }, CTL_ACTION_VERSION, _CTL_VERB_INVALID, NULL },
+        { { "--version", "--help" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
+};
+
+typedef struct BadCase {
+        const char *words[MAX_WORDS];
+        const char *error;
+        CtlVerb verb; /* the verb whose usage line goes with the error */
+} BadCase;
+
+static const BadCase bad_cases[] = {
+        { { NULL }, "missing command", _CTL_VERB_INVALID },
+        { { "vm" }, "missing command after 'vm'", _CTL_VERB_INVALID },
+        { { "machine", "list" }, "unknown command 'machine'", _CTL_VERB_INVALID },
+        { { "vm", "frobnicate", "dev1" }, "unknown command 'vm frobnicate'", _CTL_VERB_INVALID },
+        { { "vm", "start" }, "missing NAME", CTL_VM_START },
+        { { "image", "pull" }, "missing REF", CTL_IMAGE_PULL },
+        { { "kernel", "import" }, "missing PATH", CTL_KERNEL_IMPORT },
+        { { "vm", "start", "a", "b" }, "unexpected argument 'b'", CTL_VM_START },
+        { { "vm", "list", "extra" }, "unexpected argument 'extra'", CTL_VM_LIST },
+        { { "vm", "start", "--bogus", "dev1" }, "unknown option '--bogus'", CTL_VM_START },
+        { { "vm", "start", "-x", "dev1" }, "unknown option '-x'", CTL_VM_START },
+        { { "vm", "start", "-hf", "dev1" }, "unknown option '-hf'", CTL_VM_START },
+        { { "--bogus", "vm", "list" }, "unknown option '--bogus'", CTL_VM_LIST },
+        { { "vm", "start", "--force", "dev1" },
+          "option '--force' is not valid for 'vm start'",
+          CTL_VM_START },
+        { { "vm", "list", "--image", "x" },
+          "option '--image' is not valid for 'vm list'",
+          CTL_VM_LIST },
+        { { "image", "rm", "--json", "x" },
+          "option '--json' is not valid for 'image rm'",
+          CTL_IMAGE_RM },
+        { { "--json" }, "option '--json' needs a command", _CTL_VERB_INVALID },
+        { { "vm", "create", "dev1" }, "missing --image REF", CTL_VM_CREATE },
+        { { "vm", "create", "--image" }, "option '--image' requires a value REF", CTL_VM_CREATE },
+        { { "vm", "create", "--image", "", "dev1" },
+          "empty value for --image: expected REF",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--vcpus", "0", "dev1" },
+          "invalid value '0' for --vcpus: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--vcpus", "-1", "dev1" },
+          "invalid value '-1' for --vcpus: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--memory", "512M", "dev1" },
+          "invalid value '512M' for --memory: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--memory", "4294967296", "dev1" },
+          "invalid value '4294967296' for --memory: expected a whole number from 1 to "
+          "4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--memory", " 5", "dev1" },
+          "invalid value ' 5' for --memory: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "stop", "--force=yes", "dev1" }, "option '--force' takes no value", CTL_VM_STOP },
+        { { "vm", "exec", "dev1" }, "missing '--' and the command to run after NAME", CTL_VM_EXEC },
+        { { "vm", "exec", "dev1", "ls", "-l" },
+          "missing '--' before the command 'ls'",
+          CTL_VM_EXEC },
+        { { "vm", "exec", "dev1", "--" }, "missing command after '--'", CTL_VM_EXEC },
+        { { "vm", "exec", "--", "ls" }, "missing NAME before '--'", CTL_VM_EXEC },
+        { { "vm", "exec", "--env", "NOVALUE", "dev1", "--", "ls" },
+          "invalid value 'NOVALUE' for --env: expected KEY=VALUE",
+          CTL_VM_EXEC },
+        { { "vm", "exec", "--env", "=x", "dev1", "--", "ls" },
+          "invalid value '=x' for --env: expected KEY=VALUE",
+          CTL_VM_EXEC },
+        { { "vm", "exec", "dev1", "--", "ls", "--cwd" }, NULL, CTL_VM_EXEC },
+        { { "vm", "bogus", "--help" }, "unknown command 'vm bogus'", _CTL_VERB_INVALID },
+};
+
+static int words_to_argv(const char *const *words, char *argv[])
+{
+        int argc = 0;
+
+        argv[argc++] = (char *)"bangerctl";
+        for (size_t i = 0; i < MAX_WORDS && words[i]; i++)
+                argv[argc++] = (char *)words[i];
+        argv[argc] = NULL;
+        return argc;
+}
+
+START_TEST(test_parse_good)
+{
+        const GoodCase *c = &good_cases[_i];
+        char *argv[MAX_WORDS + 2];
+        int argc = words_to_argv(c->words, argv);
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, argc, argv), 0);
+        ck_assert_ptr_null(args.error);
+        ck_assert_int_eq(args.action, c->action);
+        ck_assert_int_eq(args.verb, c->verb);
+        if (c->name)
+                ck_assert_str_eq(args.name, c->name);
+        else
+                ck_assert_ptr_null(args.name);
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_bad)
+{
+        const BadCase *c = &bad_cases[_i];
+        char *argv[MAX_WORDS + 2];
+        int argc = words_to_argv(c->words, argv);
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        if (!c->error) {
+                /* Words after "--" belong to the command, even when they look like options. */
+                ck_assert_int_eq(ctl_args_parse(&args, argc, argv), 0);
+                ctl_args_done(&args);
+                return;
+        }
+        ck_assert_int_eq(ctl_args_parse(&args, argc, argv), -EINVAL);
+        ck_assert_ptr_nonnull(args.error);
+        ck_assert_str_eq(args.error, c->error);
+        ck_assert_int_eq(args.verb, c->verb);
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_create_values)
+{
+        char *argv[] = { "bangerctl",   "vm",      "create", "--image",  "debian:bookworm",
+                         "--kernel=k1", "--vcpus", "4",      "--memory", "2048",
+                         "--no-start",  "dev1",    NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        ck_assert_str_eq(args.image, "debian:bookworm");
+        ck_assert_str_eq(args.kernel, "k1");
+        ck_assert_uint_eq(args.vcpus, 4);
+        ck_assert_uint_eq(args.memory_mib, 2048);
+        ck_assert(args.no_start);
+        ck_assert(args.ask_password);
+        ck_assert_str_eq(args.name, "dev1");
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_exec_command)
+{
+        char *argv[] = { "bangerctl", "vm", "exec", "-e", "A=1", "--env=B=2=3", "--cwd", "/srv",
+                         "dev1",      "--", "sh",   "-c", "--",  "exit 3",      NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        ck_assert_str_eq(args.name, "dev1");
+        ck_assert_str_eq(args.cwd, "/srv");
+        ck_assert_uint_eq(strv_length(args.env), 2);
+        ck_assert_str_eq(args.env[0], "A=1");
+        ck_assert_str_eq(args.env[1], "B=2=3");
+        ck_assert_ptr_nonnull(args.command);
+        ck_assert_str_eq(args.command[0], "sh");
+        ck_assert_str_eq(args.command[1], "-c");
+        ck_assert_str_eq(args.command[2], "--");
+        ck_assert_str_eq(args.command[3], "exit 3");
+        ck_assert_ptr_null(args.command[4]);
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_flags)
+{
+        char *argv[] = { "bangerctl", "--no-ask-password", "vm", "stop", "-f", "dev1", NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        ck_assert(!args.ask_password);
+        ck_assert(args.force);
+        ck_assert(!args.json);
+        ctl_args_done(&args);
+}
+END_TEST
+
+/* Reads what a print function wrote to a memory stream. */
+static char *capture(void (*print)(FILE *f, const CtlArgs *args), const CtlArgs *args)
+{
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        ck_assert_ptr_nonnull(f);
+        print(f, args);
+        ck_assert_int_eq(fclose(f), 0);
+        return text;
+}
+
+START_TEST(test_usage_error_shows_verb)
+{
+        char *argv[] = { "bangerctl", "vm", "exec", "dev1", "ls", NULL };
+        CtlArgs args;
+        char *text;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), -EINVAL);
+        text = capture(ctl_print_usage_error, &args);
+        ck_assert_str_eq(text, "bangerctl: missing '--' before the command 'ls'\n"
+                               "Usage: bangerctl vm exec [--env KEY=VALUE]... [--cwd DIR] NAME "
+                               "-- CMD [ARG...]\n");
+        free(text);
+        ctl_args_done(&args);
+}
+END_TEST
+
+static void print_help(FILE *f, const CtlArgs *args)
+{
+        ctl_print_help(f, args->group, args->verb);
+}
+
+START_TEST(test_help_lists_every_verb)
+{
+        CtlArgs args;
+        char *text;
+
+        ctl_args_init(&args, true);
+        text = capture(print_help, &args);
+        for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++) {
+                char line[64];
+
+                snprintf(line, sizeof(line), "%-12s %-13s", ctl_verb_group(v), ctl_verb_name(v));
+                ck_assert_msg(strstr(text, line), "help lacks '%s'", line);
+        }
+        ck_assert_ptr_nonnull(strstr(text, "--no-ask-password"));
+        free(text);
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_help_of_verb_lists_options)
+{
+        char *argv[] = { "bangerctl", "vm", "create", "--help", NULL };
+        CtlArgs args;
+        char *text;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        text = capture(print_help, &args);
+        ck_assert_ptr_nonnull(strstr(text, "Usage: bangerctl vm create --image REF"));
+        ck_assert_ptr_nonnull(strstr(text, "--memory MIB"));
+        ck_assert_ptr_nonnull(strstr(text, "--no-start"));
+        ck_assert_ptr_null(strstr(text, "--force"));
+        free(text);
+        ctl_args_done(&args);
+}
+END_TEST
+
+typedef struct BytesCase {
+        uint64_t bytes;
+        const char *text;
+} BytesCase;
+
+static const BytesCase bytes_cases[] = {
+        { 0, "0 B" },
+        { 1, "1 B" },
+        { 1023, "1023 B" },
+        { 1024, "1.0 KiB" },
+        { 1536, "1.5 KiB" },
+        { 1024 * 1024 - 1, "1.0 MiB" },
+        { 1024 * 1024, "1.0 MiB" },
+        { UINT64_C(12897484), "12.3 MiB" },
+        { UINT64_C(41943040), "40.0 MiB" },
+        { UINT64_C(1073741824), "1.0 GiB" },
+        { UINT64_C(1099511627776), "1.0 TiB" },
+        { UINT64_C(1152921504606846976), "1.0 EiB" },
+        { UINT64_MAX, "16.0 EiB" },
+};
+
+START_TEST(test_format_bytes)
+{
+        char buf[FORMAT_BYTES_MAX];
+
+        ck_assert_str_eq(format_bytes(buf, sizeof(buf), bytes_cases[_i].bytes),
+                         bytes_cases[_i].text);
+}
+END_TEST
+
+START_TEST(test_format_progress_plain)
+{
+        char buf[128];
+
+        ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "resolve", 0, 0), "resolve");
+        ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "download", UINT64_C(12897484),
+                                               UINT64_C(41943040)),
+                         "download 12.3 MiB / 40.0 MiB");
+        ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "unpack", 5, 0), "unpack");
+}
+END_TEST
+
+typedef struct BarCase {
+        size_t width;
+        const char *step;
+        double progress;
+        uint64_t done;
+        uint64_t total;
+        const char *text;
+} BarCase;
+
+static const BarCase bar_cases[] = {
+        { 60, "download", 0.5, 20 * 1024 * 1024, 40 * 1024 * 1024,
+          "download [###########            ]  50% 20.0 MiB / 40.0 MiB" },
+        { 40, "resolve", 0.0, 0, 0, "resolve [                        ]   0%" },
+        /* Out-of-range progress is clamped; NaN counts as none. */
+        { 30, "build", 7.0, 0, 0, "build [################] 100%" },
+        { 30, "build", -1.0, 0, 0, "build [                ]   0%" },
+        { 30, "build", 0.0 / 0.0, 0, 0, "build [                ]   0%" },
+        /* Too narrow for a bar: the step and the numbers, then the step alone. */
+        { 35, "download", 0.25, 1024, 4096, "download  25% 1.0 KiB / 4.0 KiB" },
+        { 8, "download", 0.25, 1024, 4096, "downloa" },
+        { 0, "download", 0.25, 1024, 4096, "" },
+        /* Wide terminals cap the bar at 50 cells. */
+        { 200, "boot", 1.0, 0, 0,
+          "boot [##################################################] 100%" },
+};
+
+START_TEST(test_format_progress_bar)
+{
+        const BarCase *c = &bar_cases[_i];
+        char buf[512];
+
+        format_progress_bar(buf, sizeof(buf), c->width, c->step, c->progress, c->done, c->total);
+        ck_assert_str_eq(buf, c->text);
+        ck_assert_uint_lt(strlen(buf), c->width > 0 ? c->width : 1);
+}
+END_TEST
+
+START_TEST(test_format_timestamp)
+{
+        char buf[FORMAT_TIMESTAMP_MAX];
+
+        ck_assert_str_eq(format_timestamp(buf, sizeof(buf), 0), "n/a");
+        ck_assert_str_eq(format_timestamp(buf, sizeof(buf), UINT64_C(1000000)),
+                         "1970-01-01 00:00:01 UTC");
+        ck_assert_str_eq(format_timestamp(buf, sizeof(buf), UINT64_C(1796400300000000)),
+                         "2026-12-04 16:05:00 UTC");
+}
+END_TEST
+
+START_TEST(test_table_aligns_columns)
+{
+        static const char *const header[] = { "NAME", "STATE", "IMAGE" };
+        Table *t = NULL;
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        ck_assert_int_eq(table_new(&t, header, 3), 0);
+        ck_assert_int_eq(table_add(t, "dev1"), 0);
+        ck_assert_int_eq(table_add(t, "running"), 0);
+        ck_assert_int_eq(table_add(t, "debian:bookworm"), 0);
+        ck_assert_int_eq(table_add(t, "a-much-longer-name"), 0);
+        ck_assert_int_eq(table_add(t, NULL), 0);
+        ck_assert_int_eq(table_add(t, "alpine"), 0);
+        ck_assert_uint_eq(table_rows(t), 3);
+
+        f = open_memstream(&text, &size);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(table_print(t, f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_str_eq(text, "NAME                STATE    IMAGE\n"
+                               "dev1                running  debian:bookworm\n"
+                               "a-much-longer-name  -        alpine\n");
+        free(text);
+        table_free(t);
+}
+END_TEST
+
+static Suite *ctl_suite(void)
+{
+        Suite *s = suite_create("ctl");
+        TCase *tc = tcase_create("parse");
+
+        tcase_add_loop_test(tc, test_parse_good, 0, ELEMENTSOF(good_cases));
+        tcase_add_loop_test(tc, test_parse_bad, 0, ELEMENTSOF(bad_cases));
+        tcase_add_test(tc, test_parse_create_values);
+        tcase_add_test(tc, test_parse_exec_command);
+        tcase_add_test(tc, test_parse_flags);
+        tcase_add_test(tc, test_usage_error_shows_verb);
+        tcase_add_test(tc, test_help_lists_every_verb);
+        tcase_add_test(tc, test_help_of_verb_lists_options);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("format");
+        tcase_add_loop_test(tc, test_format_bytes, 0, ELEMENTSOF(bytes_cases));
+        tcase_add_test(tc, test_format_progress_plain);
+        tcase_add_loop_test(tc, test_format_progress_bar, 0, ELEMENTSOF(bar_cases));
+        tcase_add_test(tc, test_format_timestamp);
+        tcase_add_test(tc, test_table_aligns_columns);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(ctl_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
