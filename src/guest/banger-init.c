@@ -1,0 +1,557 @@
+/* banger-init: PID 1 of the guest initramfs.
+ *
+ * Loads the modules the VM needs, mounts the root disk at /sysroot, sets the hostname, starts
+ * banger-agent, runs the image's command chrooted in /sysroot, then reaps children for ever.
+ * SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the agent's shutdown request power the VM off.
+ * Every failure prints a "banger-init: ..." line on the console; a fatal one powers off. */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent-proto.h"
+#include "guest-config.h"
+#include "guest-util.h"
+#include "macro.h"
+#include "strv.h"
+
+#define SYSROOT          "/sysroot"
+#define ROOT_DEVICE      "/dev/vda"
+#define MODULES_LIST     "/etc/banger/modules"
+#define ROOT_WAIT_USEC   (30u * 1000u * 1000u)
+#define DEFAULT_HOSTNAME "banger"
+/* An agent that dies sooner than this after its start is restarted only after this delay, so
+ * a broken agent does not spin. */
+#define AGENT_RESTART_USEC (1000u * 1000u)
+/* How long processes get between SIGTERM and SIGKILL at power-off. */
+#define STOP_TIMEOUT_USEC (3u * 1000u * 1000u)
+
+static void __attribute__((noreturn)) power_off(void);
+
+static void __attribute__((noreturn)) fatal(void)
+{
+        guest_log("Fatal error, powering off");
+        power_off();
+}
+
+static void open_console(void)
+{
+        int fd;
+
+        /* The kernel gives PID 1 /dev/console as stdio only when the initramfs has that
+         * node, so open it again from devtmpfs. */
+        fd = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+}
+
+static int mount_one(const char *source, const char *target, const char *type, unsigned long flags,
+                     const char *data)
+{
+        if (mkdir(target, 0755) < 0 && errno != EEXIST)
+                return guest_log_errno(-errno, "Failed to create '%s'", target);
+        if (mount(source, target, type, flags, data) < 0)
+                return guest_log_errno(-errno, "Failed to mount %s on '%s'", type, target);
+        return 0;
+}
+
+static int mount_api_filesystems(const char *prefix)
+{
+        static const struct {
+                const char *source, *path, *type;
+                unsigned long flags;
+                const char *data;
+        } table[] = {
+                { "devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755" },
+                { "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+                { "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+                { "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755" },
+                { "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                  "mode=0620,ptmxmode=0666" },
+                { "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                char target[256];
+                int r;
+
+                snprintf(target, sizeof(target), "%s%s", prefix, table[i].path);
+                r = mount_one(table[i].source, target, table[i].type, table[i].flags,
+                              table[i].data);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static const char *module_search_name;
+static char *module_found_path;
+
+static bool module_name_equal(const char *a, const char *b)
+{
+        for (; *a && *b; a++, b++) {
+                char x = *a == '-' ? '_' : *a, y = *b == '-' ? '_' : *b;
+                if (x != y)
+                        return false;
+        }
+        return *a == *b;
+}
+
+static int find_module_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        const char *base = path + ftw->base;
+        size_t n = strlen(base);
+        char name[256];
+
+        if (type != FTW_F || n < 4 || n >= sizeof(name) || !streq(base + n - 3, ".ko"))
+                return 0;
+        memcpy(name, base, n - 3);
+        name[n - 3] = '\0';
+        if (!module_name_equal(name, module_search_name))
+                return 0;
+
+        module_found_path = strdup(path);
+        return 1;
+}
+
+/* Resolves a line of the modules list: an absolute path, a path relative to
+ * /lib/modules/RELEASE, or a bare module name searched for under that directory. */
+static int resolve_module(const char *release, const char *entry, char **ret)
+{
+        char dir[256];
+
+        if (entry[0] == '/')
+                return (*ret = strdup(entry)) ? 0 : -ENOMEM;
+
+        snprintf(dir, sizeof(dir), "/lib/modules/%s", release);
+        if (strchr(entry, '/'))
+                return asprintf(ret, "%s/%s", dir, entry) < 0 ? -ENOMEM : 0;
+
+        module_search_name = entry;
+        module_found_path = NULL;
+        if (nftw(dir, find_module_cb, 16, FTW_PHYS) <= 0 || !module_found_path)
+                return -ENOENT;
+        *ret = module_found_path;
+        return 0;
+}
+
+static void load_module(const char *release, const char *entry)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = resolve_module(release, entry, &path);
+        if (r < 0) {
+                guest_log_errno(r, "Failed to find module '%s' under /lib/modules/%s, ignoring",
+                                entry, release);
+                return;
+        }
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                guest_log_errno(-errno, "Failed to open module '%s', ignoring", path);
+                return;
+        }
+        if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+                guest_log_errno(-errno, "Failed to load module '%s', ignoring", path);
+}
+
+static void load_modules(void)
+{
+        _cleanup_fclose_ FILE *f = NULL;
+        struct utsname u;
+        char line[512];
+
+        f = fopen(MODULES_LIST, "re");
+        if (!f) {
+                if (errno != ENOENT)
+                        guest_log_errno(-errno, "Failed to open '%s', ignoring", MODULES_LIST);
+                return;
+        }
+        uname(&u);
+
+        while (fgets(line, sizeof(line), f)) {
+                char *s = line + strspn(line, " \t");
+
+                s[strcspn(s, " \t\r\n")] = '\0';
+                if (*s == '\0' || *s == '#')
+                        continue;
+                load_module(u.release, s);
+        }
+}
+
+static int mount_root(void)
+{
+        uint64_t deadline = guest_now_usec() + ROOT_WAIT_USEC;
+        int r;
+
+        while (access(ROOT_DEVICE, F_OK) < 0) {
+                if (guest_now_usec() >= deadline)
+                        return guest_log_errno(-ENODEV,
+                                               "Root disk '%s' did not appear within %u s (is "
+                                               "virtio_blk listed in '%s'?)",
+                                               ROOT_DEVICE, ROOT_WAIT_USEC / 1000000u,
+                                               MODULES_LIST);
+                guest_sleep_usec(50 * 1000);
+        }
+
+        r = mount_one(ROOT_DEVICE, SYSROOT, "ext4", 0, NULL);
+        if (r < 0)
+                return r;
+
+        return mount_api_filesystems(SYSROOT);
+}
+
+static int write_string(const char *path, const char *s, int flags)
+{
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = strlen(s);
+
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | flags, 0644);
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, s, n) != (ssize_t)n)
+                return errno > 0 ? -errno : -EIO;
+        return 0;
+}
+
+/* Returns whether the hosts file already names hostname on some line. */
+static bool hosts_has_name(const char *path, const char *hostname)
+{
+        _cleanup_fclose_ FILE *f = NULL;
+        char line[1024];
+
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f)) {
+                char *save = NULL, *tok;
+
+                if (line[0] == '#')
+                        continue;
+                strtok_r(line, " \t\n", &save);
+                while ((tok = strtok_r(NULL, " \t\n", &save)))
+                        if (streq(tok, hostname))
+                                return true;
+        }
+        return false;
+}
+
+static void setup_hostname(const GuestConfig *c)
+{
+        const char *hostname = c->hostname ?: DEFAULT_HOSTNAME;
+        char buf[512];
+        struct stat st;
+        int r = 0;
+
+        if (sethostname(hostname, strlen(hostname)) < 0)
+                guest_log_errno(-errno, "Failed to set hostname '%s', ignoring", hostname);
+
+        snprintf(buf, sizeof(buf), "%s\n", hostname);
+        r = write_string(SYSROOT "/etc/hostname", buf, O_TRUNC);
+        if (r < 0)
+                guest_log_errno(r, "Failed to write '%s', ignoring", SYSROOT "/etc/hostname");
+
+        if (lstat(SYSROOT "/etc/hosts", &st) < 0) {
+                snprintf(buf, sizeof(buf),
+                         "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
+                         "127.0.1.1\t%s\n",
+                         hostname);
+                r = write_string(SYSROOT "/etc/hosts", buf, O_EXCL);
+        } else if (!hosts_has_name(SYSROOT "/etc/hosts", hostname)) {
+                snprintf(buf, sizeof(buf), "127.0.1.1\t%s\n", hostname);
+                r = write_string(SYSROOT "/etc/hosts", buf, O_APPEND);
+        }
+        if (r < 0)
+                guest_log_errno(r, "Failed to update '%s', ignoring", SYSROOT "/etc/hosts");
+}
+
+/* Returns the value of key=VALUE on the kernel command line, or NULL. */
+static char *cmdline_value(const char *key)
+{
+        _cleanup_fclose_ FILE *f = NULL;
+        char line[4096], *save = NULL;
+        size_t n = strlen(key);
+
+        f = fopen("/proc/cmdline", "re");
+        if (!f || !fgets(line, sizeof(line), f))
+                return NULL;
+        for (char *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+                if (strneq(tok, key, n) && tok[n] == '=')
+                        return strdup(tok + n + 1);
+        return NULL;
+}
+
+static void setup_resolv_conf(void)
+{
+        _cleanup_free_ char *dns = NULL;
+        char buf[256];
+        struct stat st;
+        int r;
+
+        /* Images that ship a resolver configuration, or a link to one, keep it. */
+        if (lstat(SYSROOT "/etc/resolv.conf", &st) >= 0)
+                return;
+
+        /* TODO: the nameserver comes only from banger.dns= on the kernel command line; no
+         * network is configured here yet. */
+        dns = cmdline_value("banger.dns");
+        if (!dns)
+                return;
+
+        snprintf(buf, sizeof(buf), "nameserver %s\n", dns);
+        r = write_string(SYSROOT "/etc/resolv.conf", buf, O_EXCL);
+        if (r < 0)
+                guest_log_errno(r, "Failed to write '%s', ignoring", SYSROOT "/etc/resolv.conf");
+}
+
+static pid_t start_agent(void)
+{
+        pid_t pid = fork();
+
+        if (pid < 0) {
+                guest_log_errno(-errno, "Failed to start '%s'", AGENT_GUEST_PATH);
+                return 0;
+        }
+        if (pid == 0) {
+                sigset_t all;
+
+                sigfillset(&all);
+                sigprocmask(SIG_UNBLOCK, &all, NULL);
+                execl(AGENT_GUEST_PATH, "banger-agent", "--root", SYSROOT, (char *)NULL);
+                guest_log_errno(-errno, "Failed to execute '%s'", AGENT_GUEST_PATH);
+                _exit(127);
+        }
+        return pid;
+}
+
+static void __attribute__((noreturn)) exec_command(const GuestConfig *c)
+{
+        _cleanup_strv_free_ char **env = NULL;
+        const char *cwd = isempty(c->workdir) ? "/" : c->workdir;
+        sigset_t all;
+        uid_t uid;
+        gid_t gid;
+        int r;
+
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        setsid();
+        /* Make the console the command's controlling terminal, so ^C reaches it. */
+        (void)ioctl(STDIN_FILENO, TIOCSCTTY, 0);
+
+        r = guest_resolve_user(SYSROOT, c->user, &uid, &gid);
+        if (r < 0) {
+                guest_log_errno(r, "Failed to resolve user '%s'", c->user);
+                _exit(126);
+        }
+        env = guest_env_with_defaults(c->env);
+        if (!env)
+                _exit(126);
+
+        if (chroot(SYSROOT) < 0 || chdir(cwd) < 0) {
+                guest_log_errno(-errno, "Failed to enter '%s' in '%s'", cwd, SYSROOT);
+                _exit(126);
+        }
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+                guest_log_errno(-errno, "Failed to switch to uid %u gid %u", (unsigned)uid,
+                                (unsigned)gid);
+                _exit(126);
+        }
+
+        environ = env;
+        execvp(c->argv[0], c->argv);
+        r = errno;
+        guest_log_errno(-r, "Failed to execute '%s'", c->argv[0]);
+        _exit(r == ENOENT ? 127 : 126);
+}
+
+static pid_t start_command(const GuestConfig *c)
+{
+        pid_t pid;
+
+        if (strv_length(c->argv) == 0)
+                return 0;
+
+        pid = fork();
+        if (pid < 0) {
+                guest_log_errno(-errno, "Failed to start '%s'", c->argv[0]);
+                return 0;
+        }
+        if (pid == 0)
+                exec_command(c);
+        return pid;
+}
+
+static void log_exit(const char *what, int status)
+{
+        if (WIFSIGNALED(status))
+                guest_log("%s killed by signal %d (%s)", what, WTERMSIG(status),
+                          strsignal(WTERMSIG(status)));
+        else
+                guest_log("%s exited with status %d", what, WEXITSTATUS(status));
+}
+
+static void stop_processes(void)
+{
+        uint64_t deadline = guest_now_usec() + STOP_TIMEOUT_USEC;
+
+        (void)kill(-1, SIGTERM);
+        while (guest_now_usec() < deadline) {
+                pid_t pid = waitpid(-1, NULL, WNOHANG);
+
+                if (pid < 0 && errno == ECHILD)
+                        return;
+                if (pid <= 0)
+                        guest_sleep_usec(20 * 1000);
+        }
+        (void)kill(-1, SIGKILL);
+        while (waitpid(-1, NULL, 0) > 0)
+                ;
+}
+
+static void unmount_sysroot(void)
+{
+        static const char *const targets[] = {
+                SYSROOT "/dev/shm", SYSROOT "/dev/pts", SYSROOT "/run",
+                SYSROOT "/sys",     SYSROOT "/proc",    SYSROOT "/dev",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(targets); i++)
+                (void)umount2(targets[i], MNT_DETACH);
+
+        if (umount(SYSROOT) < 0 && errno != EINVAL) {
+                guest_log_errno(-errno, "Failed to unmount '%s', remounting read-only", SYSROOT);
+                (void)mount(NULL, SYSROOT, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+        }
+}
+
+static void __attribute__((noreturn)) power_off(void)
+{
+        stop_processes();
+        sync();
+        unmount_sysroot();
+        sync();
+        guest_log("Powering off");
+
+        /* The VM runs with reboot=t and QEMU's -no-reboot, so a reboot makes QEMU exit. It works
+         * on every machine type, where a power-off needs the ACPI tables microvm may lack. */
+        reboot(RB_AUTOBOOT);
+        reboot(RB_POWER_OFF);
+        for (;;)
+                pause();
+}
+
+static int setup_signals(void)
+{
+        sigset_t mask;
+        int fd;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGPWR);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        fd = signalfd(-1, &mask, SFD_CLOEXEC);
+        if (fd < 0)
+                return guest_log_errno(-errno, "Failed to create a signalfd");
+
+        /* Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once. */
+        (void)reboot(RB_DISABLE_CAD);
+        return fd;
+}
+
+static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig *c)
+{
+        pid_t agent = start_agent(), command;
+        uint64_t agent_started = guest_now_usec();
+
+        guest_log("ready");
+        command = start_command(c);
+
+        for (;;) {
+                struct signalfd_siginfo si;
+                int status;
+                pid_t pid;
+
+                if (read(signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+                        continue;
+
+                if (si.ssi_signo != SIGCHLD) {
+                        guest_log("Received %s, powering off", strsignal((int)si.ssi_signo));
+                        power_off();
+                }
+
+                while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                        if (pid == command && command != 0) {
+                                log_exit(c->argv[0], status);
+                                command = 0;
+                        } else if (pid == agent) {
+                                log_exit("banger-agent", status);
+                                if (guest_now_usec() - agent_started < AGENT_RESTART_USEC)
+                                        guest_sleep_usec(AGENT_RESTART_USEC);
+                                agent = start_agent();
+                                agent_started = guest_now_usec();
+                        }
+                }
+        }
+}
+
+int main(int argc, char *argv[])
+{
+        GuestConfig *config = NULL;
+        int signal_fd, r;
+
+        guest_log_open("banger-init");
+
+        if (getpid() != 1) {
+                guest_log("Must run as PID 1 of a banger VM, exiting");
+                return EXIT_FAILURE;
+        }
+
+        signal_fd = setup_signals();
+        if (signal_fd < 0)
+                fatal();
+
+        r = mount_api_filesystems("");
+        open_console();
+        if (r < 0)
+                fatal();
+
+        load_modules();
+
+        r = guest_config_load(GUEST_CONFIG_PATH, &config);
+        if (r < 0)
+                fatal();
+
+        r = mount_root();
+        if (r < 0)
+                fatal();
+
+        setup_hostname(config);
+        setup_resolv_conf();
+
+        supervise(signal_fd, config);
+}

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "guest-config.h"
+
+/* Helpers shared by banger-init and banger-agent. Both are static binaries that log to the
+ * console, so messages go to stderr as "PROGRAM: message". */
+
+void guest_log_open(const char *program);
+void guest_log(const char *format, ...) __attribute__((format(printf, 1, 2)));
+/* Logs the message followed by ": " and strerror(-error); returns error. */
+int guest_log_errno(int error, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+uint64_t guest_now_usec(void);
+void guest_sleep_usec(uint64_t usec);
+
+/* Reads and parses path. A missing file yields an empty config. */
+int guest_config_load(const char *path, GuestConfig **ret);
+
+/* Builds the environment for a command: env (NULL means none) plus a default PATH when env
+ * sets none. */
+char **guest_env_with_defaults(char *const *env);
+
+/* Resolves a user spec ("name", "uid", "name:group" or "uid:gid") against root's /etc/passwd
+ * and /etc/group. NULL or "" is root. */
+int guest_resolve_user(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid);

@@ -1,0 +1,547 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent-proto.h"
+#include "macro.h"
+#include "strv.h"
+
+static const char *const message_type_table[_AGENT_MSG_MAX] = {
+        [AGENT_MSG_HELLO] = "hello",
+        [AGENT_MSG_HELLO_REPLY] = "hello-reply",
+        [AGENT_MSG_EXEC] = "exec",
+        [AGENT_MSG_STDOUT] = "stdout",
+        [AGENT_MSG_STDERR] = "stderr",
+        [AGENT_MSG_EXIT] = "exit",
+        [AGENT_MSG_STDIN] = "stdin",
+        [AGENT_MSG_STDIN_EOF] = "stdin-eof",
+        [AGENT_MSG_SHUTDOWN] = "shutdown",
+        [AGENT_MSG_SHUTDOWN_ACK] = "shutdown-ack",
+        [AGENT_MSG_ERROR] = "error",
+        [AGENT_MSG_PORTS] = "ports",
+        [AGENT_MSG_PORTS_REPLY] = "ports-reply",
+};
+
+const char *agent_message_type_to_string(AgentMessageType t)
+{
+        if (t <= 0 || t >= _AGENT_MSG_MAX)
+                return NULL;
+        return message_type_table[t];
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+        return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+        for (unsigned i = 0; i < 4; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int agent_frame_decode(const uint8_t *buf, size_t size, AgentFrame *ret, size_t *ret_consumed)
+{
+        uint32_t length;
+        uint16_t type, flags;
+
+        /* Judge each header field as soon as its bytes are there, so garbage is rejected
+         * without waiting for a full header. */
+        for (size_t i = 0; i < 4 && i < size; i++)
+                if (buf[i] != (uint8_t)(AGENT_FRAME_MAGIC >> (8 * i)))
+                        return -EBADMSG;
+        if (size < 8)
+                return 0;
+
+        length = get_le32(buf + 4);
+        if (length > AGENT_FRAME_MAX)
+                return -EBADMSG;
+        if (size < 12)
+                return 0;
+
+        type = get_le16(buf + 8);
+        flags = get_le16(buf + 10);
+        if (type == 0 || type >= _AGENT_MSG_MAX || flags != 0)
+                return -EBADMSG;
+        if (size < AGENT_FRAME_HEADER_SIZE + (size_t)length)
+                return 0;
+
+        *ret = (AgentFrame){
+                .type = type,
+                .flags = flags,
+                .request_id = get_le32(buf + 12),
+                .payload = buf + AGENT_FRAME_HEADER_SIZE,
+                .payload_size = length,
+        };
+        *ret_consumed = AGENT_FRAME_HEADER_SIZE + (size_t)length;
+        return 1;
+}
+
+size_t agent_frame_resync(const uint8_t *buf, size_t size)
+{
+        uint8_t magic[4];
+
+        if (size == 0)
+                return 0;
+
+        put_le32(magic, AGENT_FRAME_MAGIC);
+        for (size_t i = 1; i < size; i++) {
+                size_t n = size - i < 4 ? size - i : 4;
+
+                /* A match of the whole magic, or of a prefix cut off by the end of buf. */
+                if (memcmp(buf + i, magic, n) == 0)
+                        return i;
+        }
+        return size;
+}
+
+void agent_buffer_done(AgentBuffer *b)
+{
+        free(b->data);
+        *b = (AgentBuffer){};
+}
+
+void agent_buffer_consume(AgentBuffer *b, size_t n)
+{
+        if (n >= b->size) {
+                b->size = 0;
+                return;
+        }
+        memmove(b->data, b->data + n, b->size - n);
+        b->size -= n;
+}
+
+int agent_buffer_append(AgentBuffer *b, const void *data, size_t size)
+{
+        if (size == 0)
+                return 0;
+        if (size > SIZE_MAX / 2 - b->size)
+                return -ENOMEM;
+
+        if (b->size + size > b->allocated) {
+                size_t n = b->allocated ? b->allocated : 4096;
+                uint8_t *d;
+
+                while (n < b->size + size)
+                        n *= 2;
+                d = realloc(b->data, n);
+                if (!d)
+                        return -ENOMEM;
+                b->data = d;
+                b->allocated = n;
+        }
+
+        memcpy(b->data + b->size, data, size);
+        b->size += size;
+        return 0;
+}
+
+int agent_frame_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
+                       const void *payload, size_t size)
+{
+        uint8_t header[AGENT_FRAME_HEADER_SIZE];
+        int r;
+
+        if (size > AGENT_FRAME_MAX)
+                return -EMSGSIZE;
+        if (type <= 0 || type >= _AGENT_MSG_MAX)
+                return -EINVAL;
+
+        put_le32(header, AGENT_FRAME_MAGIC);
+        put_le32(header + 4, (uint32_t)size);
+        put_le16(header + 8, (uint16_t)type);
+        put_le16(header + 10, 0);
+        put_le32(header + 12, request_id);
+
+        r = agent_buffer_append(b, header, sizeof(header));
+        if (r < 0)
+                return r;
+        r = agent_buffer_append(b, payload, size);
+        if (r < 0) {
+                b->size -= sizeof(header);
+                return r;
+        }
+        return 0;
+}
+
+/* Payload encoding helpers: build the payload in a scratch buffer, then frame it. */
+
+static int put_u32(AgentBuffer *b, uint32_t v)
+{
+        uint8_t d[4];
+
+        put_le32(d, v);
+        return agent_buffer_append(b, d, sizeof(d));
+}
+
+static int put_u64(AgentBuffer *b, uint64_t v)
+{
+        uint8_t d[8];
+
+        put_le32(d, (uint32_t)v);
+        put_le32(d + 4, (uint32_t)(v >> 32));
+        return agent_buffer_append(b, d, sizeof(d));
+}
+
+static int put_string(AgentBuffer *b, const char *s)
+{
+        size_t n = strlen(s);
+        int r;
+
+        if (n > AGENT_FRAME_MAX)
+                return -EMSGSIZE;
+        r = put_u32(b, (uint32_t)n);
+        if (r < 0)
+                return r;
+        return agent_buffer_append(b, s, n);
+}
+
+static int put_strv(AgentBuffer *b, char *const *l)
+{
+        size_t n = strv_length(l);
+        int r;
+
+        if (n > AGENT_FRAME_MAX)
+                return -EMSGSIZE;
+        r = put_u32(b, (uint32_t)n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = put_string(b, l[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int finish_frame(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
+                        AgentBuffer *payload, int r)
+{
+        if (r >= 0)
+                r = agent_frame_append(b, type, request_id, payload->data, payload->size);
+        agent_buffer_done(payload);
+        return r;
+}
+
+int agent_read_u32(AgentReader *r, uint32_t *ret)
+{
+        if (r->left < 4)
+                return -EBADMSG;
+        *ret = get_le32(r->p);
+        r->p += 4;
+        r->left -= 4;
+        return 0;
+}
+
+int agent_read_i32(AgentReader *r, int32_t *ret)
+{
+        uint32_t v;
+        int k;
+
+        k = agent_read_u32(r, &v);
+        if (k < 0)
+                return k;
+        *ret = (int32_t)v;
+        return 0;
+}
+
+int agent_read_u64(AgentReader *r, uint64_t *ret)
+{
+        uint32_t lo, hi;
+
+        if (r->left < 8)
+                return -EBADMSG;
+        lo = get_le32(r->p);
+        hi = get_le32(r->p + 4);
+        r->p += 8;
+        r->left -= 8;
+        *ret = (uint64_t)hi << 32 | lo;
+        return 0;
+}
+
+int agent_read_string(AgentReader *r, char **ret)
+{
+        uint32_t n;
+        char *s;
+
+        if (r->left < 4)
+                return -EBADMSG;
+        n = get_le32(r->p);
+        if (n > r->left - 4 || memchr(r->p + 4, '\0', n))
+                return -EBADMSG;
+
+        s = malloc((size_t)n + 1);
+        if (!s)
+                return -ENOMEM;
+        memcpy(s, r->p + 4, n);
+        s[n] = '\0';
+
+        r->p += 4 + (size_t)n;
+        r->left -= 4 + (size_t)n;
+        *ret = s;
+        return 0;
+}
+
+int agent_read_end(const AgentReader *r)
+{
+        return r->left == 0 ? 0 : -EBADMSG;
+}
+
+/* Reads a counted string list. Each entry takes at least 4 bytes, which bounds the count by
+ * the payload size before anything is allocated. */
+static int read_strv(AgentReader *r, uint32_t n, char ***ret)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        int k;
+
+        if (n > r->left / 4)
+                return -EBADMSG;
+
+        l = calloc((size_t)n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < n; i++) {
+                k = agent_read_string(r, &l[i]);
+                if (k < 0)
+                        return k;
+        }
+
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+void agent_hello_done(AgentHello *h)
+{
+        free(h->info);
+        *h = (AgentHello){};
+}
+
+void agent_exec_done(AgentExec *e)
+{
+        strv_free(e->argv);
+        strv_free(e->env);
+        free(e->cwd);
+        *e = (AgentExec){};
+}
+
+void agent_error_done(AgentError *e)
+{
+        free(e->message);
+        *e = (AgentError){};
+}
+
+int agent_hello_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
+                       const AgentHello *h)
+{
+        AgentBuffer p = {};
+        int r;
+
+        if (type != AGENT_MSG_HELLO && type != AGENT_MSG_HELLO_REPLY)
+                return -EINVAL;
+
+        r = put_u32(&p, h->version);
+        if (r >= 0)
+                r = put_u64(&p, h->nonce);
+        if (r >= 0 && type == AGENT_MSG_HELLO_REPLY)
+                r = put_string(&p, strempty(h->info));
+        return finish_frame(b, type, request_id, &p, r);
+}
+
+int agent_hello_decode(const AgentFrame *f, AgentHello *ret)
+{
+        AgentReader rd = agent_reader_init(f);
+        AgentHello h = {};
+        int r;
+
+        if (f->type != AGENT_MSG_HELLO && f->type != AGENT_MSG_HELLO_REPLY)
+                return -EBADMSG;
+
+        r = agent_read_u32(&rd, &h.version);
+        if (r >= 0)
+                r = agent_read_u64(&rd, &h.nonce);
+        if (r >= 0 && f->type == AGENT_MSG_HELLO_REPLY)
+                r = agent_read_string(&rd, &h.info);
+        if (r >= 0)
+                r = agent_read_end(&rd);
+        if (r < 0) {
+                agent_hello_done(&h);
+                return r;
+        }
+
+        *ret = h;
+        return 0;
+}
+
+int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
+{
+        AgentBuffer p = {};
+        int r;
+
+        if (strv_length(e->argv) == 0)
+                return -EINVAL;
+
+        r = put_u32(&p, e->flags);
+        if (r >= 0)
+                r = put_strv(&p, e->argv);
+        /* The env list and cwd are each preceded by a u32 that is 1 when they are present. */
+        if (r >= 0)
+                r = put_u32(&p, e->env ? 1 : 0);
+        if (r >= 0 && e->env)
+                r = put_strv(&p, e->env);
+        if (r >= 0)
+                r = put_u32(&p, e->cwd ? 1 : 0);
+        if (r >= 0 && e->cwd)
+                r = put_string(&p, e->cwd);
+        return finish_frame(b, AGENT_MSG_EXEC, request_id, &p, r);
+}
+
+static int read_present(AgentReader *rd, bool *ret)
+{
+        uint32_t v;
+        int r;
+
+        r = agent_read_u32(rd, &v);
+        if (r < 0)
+                return r;
+        if (v > 1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+int agent_exec_decode(const AgentFrame *f, AgentExec *ret)
+{
+        AgentReader rd = agent_reader_init(f);
+        AgentExec e = {};
+        uint32_t n;
+        bool present;
+        int r;
+
+        if (f->type != AGENT_MSG_EXEC)
+                return -EBADMSG;
+
+        r = agent_read_u32(&rd, &e.flags);
+        if (r < 0)
+                goto fail;
+        r = agent_read_u32(&rd, &n);
+        if (r < 0)
+                goto fail;
+        if (n == 0) {
+                r = -EBADMSG;
+                goto fail;
+        }
+        r = read_strv(&rd, n, &e.argv);
+        if (r < 0)
+                goto fail;
+
+        r = read_present(&rd, &present);
+        if (r < 0)
+                goto fail;
+        if (present) {
+                r = agent_read_u32(&rd, &n);
+                if (r < 0)
+                        goto fail;
+                r = read_strv(&rd, n, &e.env);
+                if (r < 0)
+                        goto fail;
+        }
+
+        r = read_present(&rd, &present);
+        if (r < 0)
+                goto fail;
+        if (present) {
+                r = agent_read_string(&rd, &e.cwd);
+                if (r < 0)
+                        goto fail;
+        }
+
+        r = agent_read_end(&rd);
+        if (r < 0)
+                goto fail;
+
+        *ret = e;
+        return 0;
+
+fail:
+        agent_exec_done(&e);
+        return r;
+}
+
+int agent_exit_append(AgentBuffer *b, uint32_t request_id, const AgentExit *e)
+{
+        AgentBuffer p = {};
+        int r;
+
+        r = put_u32(&p, (uint32_t)e->exit_status);
+        if (r >= 0)
+                r = put_u32(&p, (uint32_t)e->signal);
+        return finish_frame(b, AGENT_MSG_EXIT, request_id, &p, r);
+}
+
+int agent_exit_decode(const AgentFrame *f, AgentExit *ret)
+{
+        AgentReader rd = agent_reader_init(f);
+        AgentExit e;
+        int r;
+
+        if (f->type != AGENT_MSG_EXIT)
+                return -EBADMSG;
+
+        r = agent_read_i32(&rd, &e.exit_status);
+        if (r >= 0)
+                r = agent_read_i32(&rd, &e.signal);
+        if (r >= 0)
+                r = agent_read_end(&rd);
+        if (r < 0)
+                return r;
+
+        *ret = e;
+        return 0;
+}
+
+int agent_error_append(AgentBuffer *b, uint32_t request_id, int code, const char *message)
+{
+        AgentBuffer p = {};
+        int r;
+
+        r = put_u32(&p, (uint32_t)(code < 0 ? -code : code));
+        if (r >= 0)
+                r = put_string(&p, strempty(message));
+        return finish_frame(b, AGENT_MSG_ERROR, request_id, &p, r);
+}
+
+int agent_error_decode(const AgentFrame *f, AgentError *ret)
+{
+        AgentReader rd = agent_reader_init(f);
+        AgentError e = {};
+        int r;
+
+        if (f->type != AGENT_MSG_ERROR)
+                return -EBADMSG;
+
+        r = agent_read_i32(&rd, &e.code);
+        if (r >= 0 && e.code <= 0)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = agent_read_string(&rd, &e.message);
+        if (r >= 0)
+                r = agent_read_end(&rd);
+        if (r < 0) {
+                agent_error_done(&e);
+                return r;
+        }
+
+        *ret = e;
+        return 0;
+}

@@ -1,0 +1,154 @@
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wire protocol between the host (agent-client.c) and banger-agent in the guest, carried over
+ * a virtio-serial port. Shared by host and guest, so it uses no library beyond libc.
+ *
+ * Every frame is a 16-byte header followed by the payload, all integers little-endian:
+ *
+ *   u32 magic        AGENT_FRAME_MAGIC, so a reader can find the next frame after garbage
+ *   u32 length       payload bytes, at most AGENT_FRAME_MAX
+ *   u16 type         AgentMessageType
+ *   u16 flags        reserved, must be 0
+ *   u32 request id   chosen by the host per request and echoed in every reply
+ *
+ * Payload fields are u32, i32 and u64 integers and counted strings (u32 length, then bytes with
+ * no NUL). The host opens each connection with HELLO carrying a random nonce and ignores every
+ * frame until the HELLO_REPLY with that nonce, so bytes left over from an earlier connection
+ * cannot be taken for replies. A HELLO also makes the agent abandon whatever request it was
+ * serving. */
+
+#define AGENT_PROTOCOL_VERSION  1u
+#define AGENT_FRAME_MAGIC       0x41474e42u /* "BNGA" on the wire */
+#define AGENT_FRAME_HEADER_SIZE 16u
+#define AGENT_FRAME_MAX         (1024u * 1024u)
+
+/* The agent sends output in chunks small enough that header and payload fit one virtio-serial
+ * write (the guest driver splits writes at 32 KiB), so a disconnect never cuts a frame in the
+ * guest. */
+#define AGENT_OUTPUT_CHUNK_MAX (32u * 1024u - AGENT_FRAME_HEADER_SIZE)
+
+/* Path of banger-agent inside the initramfs; banger-init starts it from there. */
+#define AGENT_GUEST_PATH "/usr/libexec/banger/banger-agent"
+
+typedef enum AgentMessageType {
+        AGENT_MSG_HELLO = 1,         /* host: u32 version, u64 nonce */
+        AGENT_MSG_HELLO_REPLY = 2,   /* agent: u32 version, u64 nonce, string agent info */
+        AGENT_MSG_EXEC = 3,          /* host: see AgentExec */
+        AGENT_MSG_STDOUT = 4,        /* agent: raw bytes */
+        AGENT_MSG_STDERR = 5,        /* agent: raw bytes */
+        AGENT_MSG_EXIT = 6,          /* agent: i32 exit status (-1 when signalled), i32 signal */
+        AGENT_MSG_STDIN = 7,         /* host: raw bytes, for AGENT_EXEC_FLAG_STDIN */
+        AGENT_MSG_STDIN_EOF = 8,     /* host: empty */
+        AGENT_MSG_SHUTDOWN = 9,      /* host: empty */
+        AGENT_MSG_SHUTDOWN_ACK = 10, /* agent: empty */
+        AGENT_MSG_ERROR = 11,        /* agent: i32 errno value (positive), string message */
+        AGENT_MSG_PORTS = 12,        /* host: empty; reserved, agents of version 1 reply ERROR */
+        AGENT_MSG_PORTS_REPLY = 13,  /* agent: reserved for the listening-port list */
+        _AGENT_MSG_MAX,
+        _AGENT_MSG_INVALID = -EINVAL,
+} AgentMessageType;
+
+const char *agent_message_type_to_string(AgentMessageType t);
+
+/* Flags of an EXEC request. Version 1 agents reject any flag with ERROR EOPNOTSUPP. */
+#define AGENT_EXEC_FLAG_TTY   (1u << 0) /* reserved: run on a pseudo-terminal */
+#define AGENT_EXEC_FLAG_STDIN (1u << 1) /* reserved: stream stdin with STDIN frames */
+
+typedef struct AgentFrame {
+        uint16_t type;
+        uint16_t flags;
+        uint32_t request_id;
+        const uint8_t *payload; /* points into the decoder's input buffer */
+        uint32_t payload_size;
+} AgentFrame;
+
+/* Decodes one frame from the start of buf. Returns 0 when buf holds only part of a frame (read
+ * more and call again with the longer buffer), 1 with *ret and *ret_consumed set when a whole
+ * frame was decoded, and -EBADMSG when buf does not start with a valid header: a wrong magic,
+ * a payload over AGENT_FRAME_MAX, an unknown type or non-zero flags. */
+int agent_frame_decode(const uint8_t *buf, size_t size, AgentFrame *ret, size_t *ret_consumed);
+
+/* Returns how many leading bytes of buf to drop after -EBADMSG: the offset of the next
+ * possible magic after the first byte, or the whole buffer minus a tail that may still grow
+ * into a magic. Always at least 1 when size > 0. */
+size_t agent_frame_resync(const uint8_t *buf, size_t size);
+
+/* A growable output buffer that frames are appended to. */
+typedef struct AgentBuffer {
+        uint8_t *data;
+        size_t size;
+        size_t allocated;
+} AgentBuffer;
+
+void agent_buffer_done(AgentBuffer *b);
+/* Drops the first n bytes. */
+void agent_buffer_consume(AgentBuffer *b, size_t n);
+int agent_buffer_append(AgentBuffer *b, const void *data, size_t size);
+
+/* Appends a frame with a raw payload. Returns -EMSGSIZE for a payload over AGENT_FRAME_MAX. */
+int agent_frame_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
+                       const void *payload, size_t size);
+
+/* Reads fields of a payload in order; every getter returns -EBADMSG when the payload is too
+ * short. */
+typedef struct AgentReader {
+        const uint8_t *p;
+        size_t left;
+} AgentReader;
+
+static inline AgentReader agent_reader_init(const AgentFrame *f)
+{
+        return (AgentReader){ .p = f->payload, .left = f->payload_size };
+}
+
+int agent_read_u32(AgentReader *r, uint32_t *ret);
+int agent_read_i32(AgentReader *r, int32_t *ret);
+int agent_read_u64(AgentReader *r, uint64_t *ret);
+/* Returns a new NUL-terminated copy; a string containing a NUL byte is -EBADMSG. */
+int agent_read_string(AgentReader *r, char **ret);
+/* Returns -EBADMSG unless every byte has been read. */
+int agent_read_end(const AgentReader *r);
+
+typedef struct AgentHello {
+        uint32_t version;
+        uint64_t nonce;
+        char *info; /* HELLO_REPLY only: "banger-agent VERSION" */
+} AgentHello;
+
+typedef struct AgentExec {
+        uint32_t flags;
+        char **argv; /* at least one entry */
+        char **env;  /* NULL: the guest config's environment */
+        char *cwd;   /* NULL: the guest config's working directory, else "/" */
+} AgentExec;
+
+typedef struct AgentExit {
+        int32_t exit_status; /* -1 when killed by a signal */
+        int32_t signal;
+} AgentExit;
+
+typedef struct AgentError {
+        int32_t code; /* positive errno value */
+        char *message;
+} AgentError;
+
+void agent_hello_done(AgentHello *h);
+void agent_exec_done(AgentExec *e);
+void agent_error_done(AgentError *e);
+
+/* Encoders append a whole frame to b; decoders parse the payload of a frame of the matching
+ * type and return -EBADMSG for a malformed or trailing-garbage payload. */
+int agent_hello_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
+                       const AgentHello *h);
+int agent_hello_decode(const AgentFrame *f, AgentHello *ret);
+int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e);
+int agent_exec_decode(const AgentFrame *f, AgentExec *ret);
+int agent_exit_append(AgentBuffer *b, uint32_t request_id, const AgentExit *e);
+int agent_exit_decode(const AgentFrame *f, AgentExit *ret);
+int agent_error_append(AgentBuffer *b, uint32_t request_id, int code, const char *message);
+int agent_error_decode(const AgentFrame *f, AgentError *ret);

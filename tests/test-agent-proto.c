@@ -1,0 +1,364 @@
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent-proto.h"
+#include "macro.h"
+#include "strv.h"
+
+/* Decodes the single frame that b holds and checks that it takes all of b. */
+static AgentFrame decode_whole(const AgentBuffer *b)
+{
+        AgentFrame f;
+        size_t consumed = 0;
+
+        ck_assert_int_eq(agent_frame_decode(b->data, b->size, &f, &consumed), 1);
+        ck_assert_uint_eq(consumed, b->size);
+        return f;
+}
+
+START_TEST(test_hello_round_trip)
+{
+        AgentBuffer b = {};
+        AgentHello in = { .version = 7, .nonce = 0x0123456789abcdefull }, out;
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_hello_append(&b, AGENT_MSG_HELLO, 5, &in), 0);
+        ck_assert_uint_eq(b.size, AGENT_FRAME_HEADER_SIZE + 12);
+        f = decode_whole(&b);
+        ck_assert_uint_eq(f.type, AGENT_MSG_HELLO);
+        ck_assert_uint_eq(f.request_id, 5);
+        ck_assert_int_eq(agent_hello_decode(&f, &out), 0);
+        ck_assert_uint_eq(out.version, 7);
+        ck_assert_uint_eq(out.nonce, 0x0123456789abcdefull);
+        ck_assert_ptr_null(out.info);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_hello_reply_round_trip)
+{
+        AgentBuffer b = {};
+        AgentHello in = { .version = 1, .nonce = 42, .info = (char *)"banger-agent 0.1" }, out;
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_hello_append(&b, AGENT_MSG_HELLO_REPLY, 0, &in), 0);
+        f = decode_whole(&b);
+        ck_assert_int_eq(agent_hello_decode(&f, &out), 0);
+        ck_assert_uint_eq(out.nonce, 42);
+        ck_assert_str_eq(out.info, "banger-agent 0.1");
+        agent_hello_done(&out);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_exec_round_trip)
+{
+        char *argv[] = { (char *)"sh", (char *)"-c", (char *)"", (char *)"\xff\n", NULL };
+        char *env[] = { (char *)"A=1", NULL };
+        char *no_env[] = { NULL };
+        const AgentExec cases[] = {
+                { .argv = argv },
+                { .flags = AGENT_EXEC_FLAG_STDIN, .argv = argv, .env = env, .cwd = (char *)"/x" },
+                { .argv = argv, .env = no_env, .cwd = (char *)"" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                AgentBuffer b = {};
+                AgentExec out;
+                AgentFrame f;
+
+                ck_assert_int_eq(agent_exec_append(&b, 99, &cases[i]), 0);
+                f = decode_whole(&b);
+                ck_assert_uint_eq(f.type, AGENT_MSG_EXEC);
+                ck_assert_int_eq(agent_exec_decode(&f, &out), 0);
+
+                ck_assert_uint_eq(out.flags, cases[i].flags);
+                ck_assert_uint_eq(strv_length(out.argv), 4);
+                for (size_t j = 0; j < 4; j++)
+                        ck_assert_str_eq(out.argv[j], argv[j]);
+                if (cases[i].env) {
+                        ck_assert_ptr_nonnull(out.env);
+                        ck_assert_uint_eq(strv_length(out.env), strv_length(cases[i].env));
+                } else
+                        ck_assert_ptr_null(out.env);
+                if (cases[i].cwd)
+                        ck_assert_str_eq(out.cwd, cases[i].cwd);
+                else
+                        ck_assert_ptr_null(out.cwd);
+
+                agent_exec_done(&out);
+                agent_buffer_done(&b);
+        }
+}
+END_TEST
+
+START_TEST(test_exec_requires_argv)
+{
+        char *empty[] = { NULL };
+        AgentExec e = { .argv = empty };
+        AgentBuffer b = {};
+
+        ck_assert_int_eq(agent_exec_append(&b, 1, &e), -EINVAL);
+        ck_assert_uint_eq(b.size, 0);
+}
+END_TEST
+
+START_TEST(test_exit_and_error_round_trip)
+{
+        AgentBuffer b = {};
+        AgentExit ex = { .exit_status = -1, .signal = 9 }, ex_out;
+        AgentError err_out;
+        AgentFrame f;
+        size_t consumed;
+
+        ck_assert_int_eq(agent_exit_append(&b, 3, &ex), 0);
+        ck_assert_int_eq(agent_error_append(&b, 4, -ENOENT, "no such thing"), 0);
+
+        ck_assert_int_eq(agent_frame_decode(b.data, b.size, &f, &consumed), 1);
+        ck_assert_int_eq(agent_exit_decode(&f, &ex_out), 0);
+        ck_assert_int_eq(ex_out.exit_status, -1);
+        ck_assert_int_eq(ex_out.signal, 9);
+
+        ck_assert_int_eq(agent_frame_decode(b.data + consumed, b.size - consumed, &f, &consumed),
+                         1);
+        ck_assert_uint_eq(f.request_id, 4);
+        ck_assert_int_eq(agent_error_decode(&f, &err_out), 0);
+        ck_assert_int_eq(err_out.code, ENOENT);
+        ck_assert_str_eq(err_out.message, "no such thing");
+        agent_error_done(&err_out);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_decode_byte_by_byte)
+{
+        AgentBuffer b = {};
+        uint8_t payload[100];
+        AgentFrame f;
+        size_t consumed;
+
+        memset(payload, 0xab, sizeof(payload));
+        ck_assert_int_eq(agent_frame_append(&b, AGENT_MSG_STDOUT, 8, payload, sizeof(payload)), 0);
+
+        /* Every proper prefix of a valid frame is "need more", never an error. */
+        for (size_t n = 0; n < b.size; n++)
+                ck_assert_int_eq(agent_frame_decode(b.data, n, &f, &consumed), 0);
+        ck_assert_int_eq(agent_frame_decode(b.data, b.size, &f, &consumed), 1);
+        ck_assert_uint_eq(f.payload_size, sizeof(payload));
+        ck_assert_int_eq(memcmp(f.payload, payload, sizeof(payload)), 0);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+/* Headers written out byte by byte: magic, length, type, flags, request id. */
+#define MAGIC 0x42, 0x4e, 0x47, 0x41
+static const struct {
+        const char *name;
+        uint8_t bytes[20];
+        size_t size;
+} bad_frames[] = {
+        { "wrong magic", { 0x42, 0x4e, 0x47, 0x42, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 }, 16 },
+        { "wrong first byte only", { 0x00 }, 1 },
+        { "length over maximum", { MAGIC, 0x01, 0x00, 0x10, 0x00 }, 8 },
+        { "length of 4 GiB", { MAGIC, 0xff, 0xff, 0xff, 0xff }, 8 },
+        { "type zero", { MAGIC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 16 },
+        { "type past the last", { MAGIC, 0, 0, 0, 0, 0xff, 0x00, 0, 0, 0, 0, 0, 0 }, 16 },
+        { "type 0xffff", { MAGIC, 0, 0, 0, 0, 0xff, 0xff, 0, 0 }, 12 },
+        { "non-zero flags", { MAGIC, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0 }, 16 },
+        { "high flag bit", { MAGIC, 0, 0, 0, 0, 1, 0, 0, 0x80, 0, 0, 0, 0 }, 16 },
+};
+
+START_TEST(test_decode_bad_frame)
+{
+        AgentFrame f;
+        size_t consumed;
+        int r;
+
+        r = agent_frame_decode(bad_frames[_i].bytes, bad_frames[_i].size, &f, &consumed);
+        ck_assert_msg(r == -EBADMSG, "%s: expected -EBADMSG, got %d", bad_frames[_i].name, r);
+}
+END_TEST
+
+/* Payloads that are well framed but do not match their type's encoding. */
+static const struct {
+        const char *name;
+        uint16_t type;
+        uint8_t payload[40];
+        size_t size;
+} bad_payloads[] = {
+        { "hello too short", AGENT_MSG_HELLO, { 1, 0, 0, 0, 1, 2, 3 }, 7 },
+        { "hello trailing byte", AGENT_MSG_HELLO, { 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, 13 },
+        { "hello reply without info",
+          AGENT_MSG_HELLO_REPLY,
+          { 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8 },
+          12 },
+        { "string longer than payload",
+          AGENT_MSG_HELLO_REPLY,
+          { 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 5, 0, 0, 0, 'a', 'b' },
+          18 },
+        { "string with NUL",
+          AGENT_MSG_HELLO_REPLY,
+          { 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, 'a', 0 },
+          18 },
+        { "exec with no argv",
+          AGENT_MSG_EXEC,
+          { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+          16 },
+        { "exec argc beyond payload", AGENT_MSG_EXEC, { 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f }, 8 },
+        { "exec env presence of 2",
+          AGENT_MSG_EXEC,
+          { 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 2, 0, 0, 0, 0, 0, 0, 0 },
+          21 },
+        { "exec missing cwd presence",
+          AGENT_MSG_EXEC,
+          { 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0 },
+          17 },
+        { "exit too short", AGENT_MSG_EXIT, { 0, 0, 0, 0 }, 4 },
+        { "error code zero", AGENT_MSG_ERROR, { 0, 0, 0, 0, 0, 0, 0, 0 }, 8 },
+        { "error negative code", AGENT_MSG_ERROR, { 0xfe, 0xff, 0xff, 0xff, 0, 0, 0, 0 }, 8 },
+};
+
+START_TEST(test_decode_bad_payload)
+{
+        AgentFrame f = {
+                .type = bad_payloads[_i].type,
+                .payload = bad_payloads[_i].payload,
+                .payload_size = (uint32_t)bad_payloads[_i].size,
+        };
+        AgentHello h;
+        AgentExec e;
+        AgentExit x;
+        AgentError err;
+        int r;
+
+        switch (f.type) {
+        case AGENT_MSG_HELLO:
+        case AGENT_MSG_HELLO_REPLY:
+                r = agent_hello_decode(&f, &h);
+                break;
+        case AGENT_MSG_EXEC:
+                r = agent_exec_decode(&f, &e);
+                break;
+        case AGENT_MSG_EXIT:
+                r = agent_exit_decode(&f, &x);
+                break;
+        default:
+                r = agent_error_decode(&f, &err);
+        }
+        ck_assert_msg(r == -EBADMSG, "%s: expected -EBADMSG, got %d", bad_payloads[_i].name, r);
+}
+END_TEST
+
+START_TEST(test_decode_wrong_type)
+{
+        AgentBuffer b = {};
+        AgentExit ex = {};
+        AgentHello h;
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_exit_append(&b, 1, &ex), 0);
+        f = decode_whole(&b);
+        ck_assert_int_eq(agent_hello_decode(&f, &h), -EBADMSG);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_frame_too_big)
+{
+        AgentBuffer b = {};
+        uint8_t *big = calloc(1, AGENT_FRAME_MAX + 1);
+
+        ck_assert_ptr_nonnull(big);
+        ck_assert_int_eq(agent_frame_append(&b, AGENT_MSG_STDOUT, 1, big, AGENT_FRAME_MAX + 1),
+                         -EMSGSIZE);
+        ck_assert_uint_eq(b.size, 0);
+        ck_assert_int_eq(agent_frame_append(&b, AGENT_MSG_STDOUT, 1, big, AGENT_FRAME_MAX), 0);
+        ck_assert_uint_eq(b.size, AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX);
+        agent_buffer_done(&b);
+        free(big);
+}
+END_TEST
+
+START_TEST(test_resync_after_garbage)
+{
+        static const uint8_t garbage[] = { 'x', 0x42, 0x4e, 'y', 0x42, 0x42, 0x4e, 0x47 };
+        AgentBuffer b = {};
+        AgentExit ex = { .exit_status = 3 }, out;
+        AgentFrame f;
+        size_t pos = 0, consumed;
+        int r;
+
+        ck_assert_int_eq(agent_buffer_append(&b, garbage, sizeof(garbage)), 0);
+        ck_assert_int_eq(agent_exit_append(&b, 11, &ex), 0);
+
+        /* Skip forward the way a reader does until a frame decodes. */
+        while ((r = agent_frame_decode(b.data + pos, b.size - pos, &f, &consumed)) < 0) {
+                size_t skip = agent_frame_resync(b.data + pos, b.size - pos);
+
+                ck_assert_uint_ge(skip, 1);
+                pos += skip;
+        }
+        ck_assert_int_eq(r, 1);
+        ck_assert_uint_eq(pos, sizeof(garbage));
+        ck_assert_int_eq(agent_exit_decode(&f, &out), 0);
+        ck_assert_int_eq(out.exit_status, 3);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_resync_keeps_partial_magic)
+{
+        static const uint8_t tail[] = { 'x', 'y', 0x42, 0x4e };
+
+        /* The last two bytes may be the start of a magic that the next read completes. */
+        ck_assert_uint_eq(agent_frame_resync(tail, sizeof(tail)), 2);
+        ck_assert_uint_eq(agent_frame_resync(tail, 2), 2);
+        ck_assert_uint_eq(agent_frame_resync(tail, 0), 0);
+}
+END_TEST
+
+START_TEST(test_message_type_names)
+{
+        ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_EXEC), "exec");
+        ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_SHUTDOWN_ACK), "shutdown-ack");
+        ck_assert_ptr_null(agent_message_type_to_string(0));
+        ck_assert_ptr_null(agent_message_type_to_string(_AGENT_MSG_MAX));
+        for (int t = 1; t < _AGENT_MSG_MAX; t++)
+                ck_assert_ptr_nonnull(agent_message_type_to_string(t));
+}
+END_TEST
+
+static Suite *agent_proto_suite(void)
+{
+        Suite *s = suite_create("agent-proto");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_test(tc, test_hello_round_trip);
+        tcase_add_test(tc, test_hello_reply_round_trip);
+        tcase_add_test(tc, test_exec_round_trip);
+        tcase_add_test(tc, test_exec_requires_argv);
+        tcase_add_test(tc, test_exit_and_error_round_trip);
+        tcase_add_test(tc, test_decode_byte_by_byte);
+        tcase_add_loop_test(tc, test_decode_bad_frame, 0, ELEMENTSOF(bad_frames));
+        tcase_add_loop_test(tc, test_decode_bad_payload, 0, ELEMENTSOF(bad_payloads));
+        tcase_add_test(tc, test_decode_wrong_type);
+        tcase_add_test(tc, test_frame_too_big);
+        tcase_add_test(tc, test_resync_after_garbage);
+        tcase_add_test(tc, test_resync_keeps_partial_magic);
+        tcase_add_test(tc, test_message_type_names);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(agent_proto_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
