@@ -25,3 +25,33 @@ int qmp_execute(Qmp *q, const char *command, json_object *arguments, uint64_t ti
 
 /* The "status" of query-status: "running", "paused", "internal-error", "shutdown", ... */
 int qmp_query_status(Qmp *q, uint64_t timeout_usec, char **ret);
+
+/* Parsing of single QMP messages, separate from the socket so it can be tested and fuzzed. */
+
+/* The largest QMP message accepted, newline excluded. Replies to the commands banger sends are a
+ * few hundred bytes; a longer line is skipped and reported as -EMSGSIZE. */
+#define QMP_MESSAGE_MAX (1024U * 1024U)
+
+typedef enum QmpMessageType {
+        QMP_MESSAGE_GREETING, /* {"QMP": {...}} */
+        QMP_MESSAGE_RETURN,   /* {"return": ...} */
+        QMP_MESSAGE_ERROR,    /* {"error": {"class": ..., "desc": ...}} */
+        QMP_MESSAGE_EVENT,    /* {"event": "NAME", ...} */
+        _QMP_MESSAGE_TYPE_MAX,
+        _QMP_MESSAGE_TYPE_INVALID = -1,
+} QmpMessageType;
+
+typedef struct QmpMessage {
+        QmpMessageType type;
+        int64_t id;         /* the integer "id" of a reply, -1 when absent or not an integer */
+        json_object *value; /* "return" value, "QMP" object or the whole event; owned */
+        char *error_class;  /* for QMP_MESSAGE_ERROR, else NULL */
+        char *error_desc;   /* for QMP_MESSAGE_ERROR, else NULL */
+        char *event;        /* for QMP_MESSAGE_EVENT, else NULL */
+} QmpMessage;
+
+/* Parses one message of size bytes (no NUL needed; trailing whitespace such as "\r" is
+ * ignored). Returns -EBADMSG for anything that is not a single JSON object of a known QMP
+ * shape, -EMSGSIZE above QMP_MESSAGE_MAX. */
+int qmp_message_parse(const char *data, size_t size, QmpMessage *ret);
+void qmp_message_done(QmpMessage *m);
