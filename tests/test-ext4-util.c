@@ -86,7 +86,7 @@ static char *fs_read(ext2_filsys fs, const char *path)
 }
 
 /* Returns the value of an extended attribute, NULL when it is not set. */
-static char *fs_xattr(ext2_filsys fs, const char *path, const char *name, size_t *ret_size)
+static inline char *fs_xattr(ext2_filsys fs, const char *path, const char *name, size_t *ret_size)
 {
         struct ext2_xattr_handle *handle = NULL;
         void *value = NULL;
@@ -104,7 +104,7 @@ static char *fs_xattr(ext2_filsys fs, const char *path, const char *name, size_t
         return value;
 }
 
-static uint32_t fs_uid(const struct ext2_inode_large *inode)
+static inline uint32_t fs_uid(const struct ext2_inode_large *inode)
 {
         return inode_uid(*inode);
 }
@@ -118,7 +118,7 @@ static int count_child(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent,
         return 0;
 }
 
-static unsigned fs_count_entries(ext2_filsys fs, const char *path)
+static inline unsigned fs_count_entries(ext2_filsys fs, const char *path)
 {
         unsigned n = 0;
 

@@ -269,6 +269,11 @@ START_TEST(remove_one_hardlink_keeps_other)
 }
 END_TEST
 
+static bool keep_named_keep(const char *name, void *userdata)
+{
+        return streq(name, "keep");
+}
+
 START_TEST(replace_changes_type)
 {
         Ext4Writer *w = create(64 * MIB, 1024);
@@ -290,13 +295,17 @@ START_TEST(replace_changes_type)
         ck_assert_int_eq(ext4_stat(w, "x/file", &type), 0);
         ck_assert_uint_eq(type, S_IFDIR);
         ck_assert_int_eq(ext4_stat(w, "x/missing", &type), -ENOENT);
-        ck_assert_int_eq(ext4_clear_dir(w, "x/file"), 0);
-        ck_assert_int_eq(ext4_clear_dir(w, "x/sub"), -ENOTDIR);
+        add_text(w, "x/file/keep", "kept");
+        add_text(w, "x/file/drop", "dropped");
+        ck_assert_int_eq(ext4_clear_dir(w, "x/file", keep_named_keep, NULL), 0);
+        ck_assert_int_eq(ext4_clear_dir(w, "x/sub", NULL, NULL), -ENOTDIR);
         ck_assert_int_eq(ext4_writer_close(w), 0);
         ck_assert_int_eq(run_e2fsck(image), 0);
 
         fs = open_fs(image);
         ck_assert_uint_eq(fs_inode(fs, "x/file").i_mode, LINUX_S_IFDIR | 0700);
+        ck_assert_uint_ne(fs_lookup(fs, "x/file/keep"), 0);
+        ck_assert_uint_eq(fs_lookup(fs, "x/file/drop"), 0);
         content = fs_read(fs, "x/sub");
         ck_assert_str_eq(content, "three");
         ck_assert_uint_eq(fs_lookup(fs, "x/sub/deep"), 0);

@@ -299,7 +299,8 @@ static void child_list_done(ChildList *list)
 
 static int remove_entry(Ext4Writer *w, ext2_ino_t dir, const char *name, unsigned depth);
 
-static int clear_dir_ino(Ext4Writer *w, ext2_ino_t dir, unsigned depth)
+static int clear_dir_ino(Ext4Writer *w, ext2_ino_t dir, unsigned depth, Ext4KeepFunc keep,
+                         void *userdata)
 {
         _cleanup_(child_list_done) ChildList list = {};
         int r;
@@ -312,6 +313,8 @@ static int clear_dir_ino(Ext4Writer *w, ext2_ino_t dir, unsigned depth)
                 return list.error;
 
         for (size_t i = 0; i < list.n; i++) {
+                if (keep && keep(list.names[i], userdata))
+                        continue;
                 r = remove_entry(w, dir, list.names[i], depth + 1);
                 if (r < 0)
                         return r;
@@ -338,7 +341,7 @@ static int remove_entry(Ext4Writer *w, ext2_ino_t dir, const char *name, unsigne
                 return r;
 
         if (LINUX_S_ISDIR(inode.i_mode)) {
-                r = clear_dir_ino(w, ino, depth);
+                r = clear_dir_ino(w, ino, depth, NULL, NULL);
                 if (r < 0)
                         return r;
         }
@@ -832,6 +835,11 @@ static int lookup_path(Ext4Writer *w, const char *path, ext2_ino_t *ret)
         ext2_ino_t dir;
         int r;
 
+        if (isempty(path)) {
+                *ret = EXT2_ROOT_INO;
+                return 0;
+        }
+
         r = resolve_parent(w, path, false, &dir, &name);
         if (r < 0)
                 return r == -ENOTDIR ? -ENOENT : r;
@@ -920,7 +928,7 @@ int ext4_remove(Ext4Writer *w, const char *path)
         return remove_entry(w, dir, name, 0);
 }
 
-int ext4_clear_dir(Ext4Writer *w, const char *path)
+int ext4_clear_dir(Ext4Writer *w, const char *path, Ext4KeepFunc keep, void *userdata)
 {
         struct ext2_inode_large inode;
         ext2_ino_t ino;
@@ -934,7 +942,7 @@ int ext4_clear_dir(Ext4Writer *w, const char *path)
                 return r;
         if (!LINUX_S_ISDIR(inode.i_mode))
                 return -ENOTDIR;
-        return clear_dir_ino(w, ino, 0);
+        return clear_dir_ino(w, ino, 0, keep, userdata);
 }
 
 int ext4_stat(Ext4Writer *w, const char *path, mode_t *ret_mode)

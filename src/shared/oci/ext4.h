@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -66,8 +67,12 @@ int ext4_set_xattr(Ext4Writer *w, const char *path, const char *name, const void
  * link goes. Returns -ENOENT when path does not exist. */
 int ext4_remove(Ext4Writer *w, const char *path);
 
-/* Removes every entry inside the directory at path and keeps the directory itself. */
-int ext4_clear_dir(Ext4Writer *w, const char *path);
+/* Decides whether ext4_clear_dir() keeps the entry called name. */
+typedef bool (*Ext4KeepFunc)(const char *name, void *userdata);
+
+/* Removes the entries inside the directory at path, except those for which keep (when not
+ * NULL) returns true, and keeps the directory itself. */
+int ext4_clear_dir(Ext4Writer *w, const char *path, Ext4KeepFunc keep, void *userdata);
 
 /* Stores the type bits of path's inode (S_IFDIR, S_IFREG, ...) in *ret_mode. Returns -ENOENT
  * when it does not exist. The last component is not followed. */
