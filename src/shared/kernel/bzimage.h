@@ -38,7 +38,9 @@ int bzimage_kernel_release(const void *data, size_t size, char **ret);
 /* Decompresses the payload of a bzImage into out_fd (at its current position) and checks that
  * the result is an x86-64 vmlinux ELF whose size matches the size recorded after the payload.
  * Decompression stops with -EFBIG once the output would exceed max_size bytes. Returns
- * -EBADMSG for a payload that does not decompress to a vmlinux. */
+ * -EBADMSG for a payload that does not decompress to a vmlinux.
+ * NOTE: damage that keeps the decompressed size is caught only where libarchive verifies the
+ * format's checksum (xz, bzip2, zstd with a checksum), not for gzip, lzma or legacy lz4. */
 int bzimage_extract_vmlinux(const void *data, size_t size, int out_fd, uint64_t max_size,
                             uint64_t *ret_size);
 
