@@ -245,6 +245,19 @@ START_TEST(test_parse_flags)
 }
 END_TEST
 
+START_TEST(test_verbs_needing_authorization)
+{
+        ck_assert(!ctl_verb_needs_authorization(CTL_VM_LIST));
+        ck_assert(!ctl_verb_needs_authorization(CTL_VM_SHOW));
+        ck_assert(!ctl_verb_needs_authorization(CTL_IMAGE_LIST));
+        ck_assert(!ctl_verb_needs_authorization(CTL_KERNEL_LIST));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_EXEC));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_CONSOLE_LOG));
+        ck_assert(ctl_verb_needs_authorization(CTL_IMAGE_PULL));
+        ck_assert(ctl_verb_needs_authorization(CTL_KERNEL_RM));
+}
+END_TEST
+
 /* Reads what a print function wrote to a memory stream. */
 static char *capture(void (*print)(FILE *f, const CtlArgs *args), const CtlArgs *args)
 {
@@ -356,6 +369,9 @@ START_TEST(test_format_progress_plain)
                                                UINT64_C(41943040)),
                          "download 12.3 MiB / 40.0 MiB");
         ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "unpack", 5, 0), "unpack");
+        ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "unpack", 4096, 4096), "unpack");
+        ck_assert_str_eq(format_progress_plain(buf, sizeof(buf), "verify", 0, 2048),
+                         "verify 0 B / 2.0 KiB");
 }
 END_TEST
 
@@ -380,6 +396,8 @@ static const BarCase bar_cases[] = {
         { 35, "download", 0.25, 1024, 4096, "download  25% 1.0 KiB / 4.0 KiB" },
         { 8, "download", 0.25, 1024, 4096, "downloa" },
         { 0, "download", 0.25, 1024, 4096, "" },
+        /* A finished transfer from an earlier step shows no byte counts. */
+        { 30, "build", 0.9, 4096, 4096, "build [##############  ]  90%" },
         /* Wide terminals cap the bar at 50 cells. */
         { 200, "boot", 1.0, 0, 0,
           "boot [##################################################] 100%" },
@@ -447,6 +465,7 @@ static Suite *ctl_suite(void)
         tcase_add_test(tc, test_parse_create_values);
         tcase_add_test(tc, test_parse_exec_command);
         tcase_add_test(tc, test_parse_flags);
+        tcase_add_test(tc, test_verbs_needing_authorization);
         tcase_add_test(tc, test_usage_error_shows_verb);
         tcase_add_test(tc, test_help_lists_every_verb);
         tcase_add_test(tc, test_help_of_verb_lists_options);

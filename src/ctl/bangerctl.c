@@ -39,6 +39,9 @@ static int run(const CtlArgs *args)
         if (r < 0)
                 return EXIT_FAILURE;
 
+        if (ctl_verb_needs_authorization(args->verb))
+                ctl_polkit_agent_open();
+
         r = verb_functions[args->verb](bus, args);
         ctl_polkit_agent_close();
         if (r < 0)

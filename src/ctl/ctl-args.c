@@ -98,6 +98,19 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
 
 static const char *const group_table[] = { "image", "kernel", "vm" };
 
+bool ctl_verb_needs_authorization(CtlVerb verb)
+{
+        switch (verb) {
+        case CTL_IMAGE_LIST:
+        case CTL_KERNEL_LIST:
+        case CTL_VM_LIST:
+        case CTL_VM_SHOW:
+                return false;
+        default:
+                return true;
+        }
+}
+
 const char *ctl_verb_group(CtlVerb verb)
 {
         if (verb < 0 || verb >= _CTL_VERB_MAX)

@@ -70,6 +70,9 @@ void ctl_args_done(CtlArgs *args);
  * with args->error describing it, or -ENOMEM. */
 int ctl_args_parse(CtlArgs *args, int argc, char *const argv[]);
 
+/* Returns true for verbs whose methods check polkit, false for the ones that only read. */
+bool ctl_verb_needs_authorization(CtlVerb verb);
+
 const char *ctl_verb_group(CtlVerb verb);
 const char *ctl_verb_name(CtlVerb verb);
 

@@ -23,13 +23,13 @@ static pid_t agent_pid = 0;
 
 /* Starts pkttyagent so that polkit can ask for a password on this terminal, and waits until it
  * has registered. Without an agent, interactive authorization fails at once. */
-static void polkit_agent_open(void)
+void ctl_polkit_agent_open(void)
 {
         int pipe_fd[2];
         char notify[32];
         pid_t pid;
 
-        if (agent_pid > 0 || !isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+        if (!arg_ask_password || agent_pid > 0 || !isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
                 return;
         if (access(PKTTYAGENT, X_OK) < 0)
                 return;
@@ -44,9 +44,18 @@ static void polkit_agent_open(void)
         }
 
         if (pid == 0) {
+                int null_fd;
+
                 /* The notify fd must survive exec; all others keep O_CLOEXEC. */
                 if (fcntl(pipe_fd[1], F_SETFD, 0) < 0)
                         _exit(EXIT_FAILURE);
+
+                /* pkttyagent prompts on the controlling terminal. Its stderr only reports that
+                 * it could not register (no polkit, no session), which the failed call that
+                 * follows explains better. */
+                null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (null_fd >= 0)
+                        (void)dup2(null_fd, STDERR_FILENO);
                 (void)snprintf(notify, sizeof(notify), "%d", pipe_fd[1]);
                 execl(PKTTYAGENT, PKTTYAGENT, "--notify-fd", notify, "--fallback", (char *)NULL);
                 _exit(EXIT_FAILURE);
@@ -91,9 +100,6 @@ int ctl_bus_open(sd_bus **ret, bool ask_password)
                 sd_bus_unref(bus);
                 return ctl_log_errno(r, "Failed to enable interactive authorization");
         }
-
-        if (ask_password)
-                polkit_agent_open();
 
         *ret = bus;
         return 0;

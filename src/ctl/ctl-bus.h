@@ -24,10 +24,14 @@
 #define CTL_TIMEOUT_INFINITE UINT64_MAX
 
 /* Connects to the system bus. With ask_password, method calls carry the flag that lets polkit
- * ask the user for authentication, and a text agent is started when stdin is a terminal. */
+ * ask the user for authentication. */
 int ctl_bus_open(sd_bus **ret, bool ask_password);
 
-/* Stops the authentication agent started by ctl_bus_open(), if any. */
+/* Starts pkttyagent, so that polkit can ask for a password on this terminal, when
+ * authentication prompts are enabled and stdin and stderr are terminals. */
+void ctl_polkit_agent_open(void);
+
+/* Stops the agent started by ctl_polkit_agent_open(), if any. */
 void ctl_polkit_agent_close(void);
 
 /* Prints "bangerctl: <formatted text>: <reason>", the reason being the bus error's message when

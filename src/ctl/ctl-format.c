@@ -57,7 +57,8 @@ char *format_progress_plain(char *buf, size_t size, const char *step, uint64_t b
 {
         char done[FORMAT_BYTES_MAX], total[FORMAT_BYTES_MAX];
 
-        if (bytes_total == 0)
+        /* Counters the daemon left at their total belong to an earlier step. */
+        if (bytes_total == 0 || bytes_done >= bytes_total)
                 (void)snprintf(buf, size, "%s", step);
         else
                 (void)snprintf(buf, size, "%s %s / %s", step,
@@ -79,7 +80,7 @@ char *format_progress_bar(char *buf, size_t size, size_t width, const char *step
                 progress = 1.0;
         percent = (unsigned)(progress * 100.0);
 
-        if (bytes_total > 0)
+        if (bytes_total > 0 && bytes_done < bytes_total)
                 (void)snprintf(tail, sizeof(tail), " %3u%% %s / %s", percent,
                                format_bytes(done, sizeof(done), bytes_done),
                                format_bytes(total, sizeof(total), bytes_total));

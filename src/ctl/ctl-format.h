@@ -20,13 +20,15 @@ char *format_bytes(char *buf, size_t size, uint64_t bytes);
 char *format_timestamp(char *buf, size_t size, uint64_t usec);
 
 /* Formats the plain progress line written when a job's step changes: the step alone, or
- * "download 12.3 MiB / 40.0 MiB" once the job reports a byte total. Returns buf. */
+ * "download 12.3 MiB / 40.0 MiB" while the job reports a transfer that has not finished yet.
+ * Returns buf. */
 char *format_progress_plain(char *buf, size_t size, const char *step, uint64_t bytes_done,
                             uint64_t bytes_total);
 
 /* Formats a one-line progress bar of at most width - 1 columns, so that it never wraps:
- * "download [#####     ]  50% 20.0 MiB / 40.0 MiB". progress is clamped to 0..1. The bar
- * shrinks, then goes, when width is small. Returns buf. */
+ * "download [#####     ]  50% 20.0 MiB / 40.0 MiB", with the byte counts under the same rule
+ * as format_progress_plain(). progress is clamped to 0..1. The bar shrinks, then goes, when
+ * width is small. Returns buf. */
 char *format_progress_bar(char *buf, size_t size, size_t width, const char *step, double progress,
                           uint64_t bytes_done, uint64_t bytes_total);
 
