@@ -91,7 +91,8 @@ static int run_gated(Job *j, void *userdata, char **ret_error)
         return g->result;
 }
 
-static int complete_with_path(Job *j, int result, void *userdata, char **ret_error)
+static int complete_with_path(Job *j, int result, const char *error, void *userdata,
+                              char **ret_error)
 {
         if (result < 0)
                 return result;

@@ -195,7 +195,7 @@ static void job_finish(Job *j, int r, char *worker_error)
         if (j->complete) {
                 char *complete_error = NULL;
 
-                r = j->complete(j, r, j->userdata, &complete_error);
+                r = j->complete(j, r, error, j->userdata, &complete_error);
                 if (complete_error) {
                         free(error);
                         error = complete_error;

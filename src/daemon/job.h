@@ -27,10 +27,10 @@ typedef struct JobManager JobManager;
  * a message for the user. */
 typedef int (*JobRun)(Job *j, void *userdata, char **ret_error);
 
-/* Runs on the loop after the worker returned, before the job is marked finished. It may set
- * the result with job_set_result(), or turn success into failure by returning a negative
- * errno and setting *ret_error. */
-typedef int (*JobComplete)(Job *j, int result, void *userdata, char **ret_error);
+/* Runs on the loop after the worker returned result and error (the worker's message or NULL),
+ * before the job is marked finished. It may set the result with job_set_result(), or turn
+ * success into failure by returning a negative errno and setting *ret_error. */
+typedef int (*JobComplete)(Job *j, int result, const char *error, void *userdata, char **ret_error);
 
 /* Property names for JobManagerCallbacks.changed. */
 #define JOB_PROPERTY_STATE       "State"

@@ -1,0 +1,1021 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <systemd/sd-id128.h>
+
+#include "bus-error.h"
+#include "config.h"
+#include "disk.h"
+#include "fileio.h"
+#include "guest-config.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "name.h"
+#include "polkit.h"
+#include "scope.h"
+#include "strv.h"
+#include "vm.h"
+
+static uint64_t now_realtime_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int set_error_text(char **ret_error, const char *format, const char *a, int r)
+{
+        if (asprintf(ret_error, format, a, strerror(-r)) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
+void manager_emit_object_signal(Manager *m, const char *member, const char *name, const char *path)
+{
+        int r;
+
+        r = sd_bus_emit_signal(m->bus, MANAGER_PATH, "org.banger1.Manager", member, "so", name,
+                               path);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit %s for '%s', ignoring: %m", member, name);
+}
+
+static int method_list_vms(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sssuo)");
+        if (r < 0)
+                return r;
+        for (Vm *vm = m->vms; vm; vm = vm->next) {
+                r = sd_bus_message_append(reply, "(sssuo)", vm->record->name,
+                                          vm_state_to_string(vm->record->state), vm->record->image,
+                                          (uint32_t)vm->record->owner, vm->path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_images(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssstto)");
+        if (r < 0)
+                return r;
+        for (Image *i = m->images; i; i = i->next) {
+                r = sd_bus_message_append(reply, "(ssstto)", i->name, strempty(i->info->reference),
+                                          strempty(i->info->digest), i->info->size_bytes,
+                                          i->info->created_usec, i->path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_kernels(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssso)");
+        if (r < 0)
+                return r;
+        for (Kernel *k = m->kernels; k; k = k->next) {
+                r = sd_bus_message_append(reply, "(ssso)", k->name, strempty(k->info->version),
+                                          strempty(k->info->source), k->path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_vm(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *name;
+        Vm *vm;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &name);
+        if (r < 0)
+                return r;
+        vm = manager_find_vm(m, name);
+        if (!vm)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "No VM named '%s': list VMs with 'bangerctl vm list'",
+                                         name);
+        return sd_bus_reply_method_return(message, "o", vm->path);
+}
+
+static int method_get_image(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *normalized = NULL;
+        const char *name;
+        Image *i;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &name);
+        if (r < 0)
+                return r;
+        i = manager_find_image(m, name);
+        if (!i && oci_reference_normalize(name, &normalized) >= 0)
+                i = manager_find_image(m, normalized);
+        if (!i)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "No image named '%s': pull it with 'bangerctl image "
+                                         "pull %s'",
+                                         name, name);
+        return sd_bus_reply_method_return(message, "o", i->path);
+}
+
+static int method_get_kernel(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *name;
+        Kernel *k;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &name);
+        if (r < 0)
+                return r;
+        k = manager_find_kernel(m, name);
+        if (!k)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "No kernel named '%s': list kernels with 'bangerctl "
+                                         "kernel list'",
+                                         name);
+        return sd_bus_reply_method_return(message, "o", k->path);
+}
+
+/* Rejects every key of an options dictionary that takes none. */
+static int reject_options(sd_bus_message *message, const char *method, sd_bus_error *error)
+{
+        const char *key;
+        int r;
+
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(message, 'e', "sv");
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Unknown %s option '%s': %s takes no options", method, key,
+                                         method);
+        }
+        return sd_bus_message_exit_container(message);
+}
+
+static int reply_job(sd_bus_message *message, Job *j)
+{
+        return sd_bus_reply_method_return(message, "o", j->path);
+}
+
+/* PullImage */
+
+typedef struct PullParams {
+        Manager *manager;
+        char *name; /* normalised reference, the store key */
+        char *reference;
+        char *cache_dir;
+        char *state_dir;
+        char **insecure_registries;
+        char *os;
+        char *architecture;
+        char *final_dir;
+        ImageInfo *info;
+} PullParams;
+
+static void pull_params_free(void *userdata)
+{
+        PullParams *p = userdata;
+
+        if (!p)
+                return;
+        free(p->name);
+        free(p->reference);
+        free(p->cache_dir);
+        free(p->state_dir);
+        strv_free(p->insecure_registries);
+        free(p->os);
+        free(p->architecture);
+        free(p->final_dir);
+        image_info_free(p->info);
+        free(p);
+}
+
+static void on_pull_progress(ImagePullStep step, uint64_t done, uint64_t total, void *userdata)
+{
+        job_report(userdata, image_pull_step_to_string(step), done, total);
+}
+
+static int write_record_in(const char *dir, const char *json)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", dir, STORE_RECORD) < 0)
+                return -ENOMEM;
+        return write_file_atomic(path, json, strlen(json), 0644);
+}
+
+static int run_pull(Job *j, void *userdata, char **ret_error)
+{
+        PullParams *p = userdata;
+        _cleanup_free_ char *tmp = NULL, *output = NULL, *json = NULL, *blobs = NULL;
+        int r;
+
+        r = store_make_temp_dir(p->state_dir, STORE_IMAGES, &tmp);
+        if (r < 0)
+                return set_error_text(ret_error, "Failed to create a directory under '%s': %s",
+                                      p->state_dir, r);
+        if (asprintf(&output, "%s/rootfs.ext4", tmp) < 0 ||
+            asprintf(&blobs, "%s/blobs", p->cache_dir) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        ImagePullOptions opts = {
+                .reference = p->reference,
+                .blob_cache_dir = blobs,
+                .output_path = output,
+                .insecure_registries = p->insecure_registries,
+                .os = p->os,
+                .architecture = p->architecture,
+                .progress = on_pull_progress,
+                .userdata = j,
+                .cancel = &j->cancel,
+        };
+        r = image_pull(&opts, &p->info, ret_error);
+        if (r < 0)
+                goto fail;
+
+        r = image_info_to_json(p->info, &json);
+        if (r >= 0)
+                r = write_record_in(tmp, json);
+        if (r >= 0)
+                r = store_publish_dir(tmp, p->final_dir);
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to store image '%s': %s", p->name, r);
+                goto fail;
+        }
+        return 0;
+
+fail:
+        (void)rm_rf(tmp);
+        return r;
+}
+
+static int complete_pull(Job *j, int result, const char *error, void *userdata, char **ret_error)
+{
+        PullParams *p = userdata;
+        Manager *m = p->manager;
+        Image *i;
+        int r;
+
+        if (result < 0)
+                return result;
+        r = manager_add_image(m, p->final_dir, TAKE_PTR(p->info), &i);
+        if (r < 0)
+                return r;
+        log_field(LOG_INFO, "IMAGE=%s", "Pulled image '%s' (%s)", i->name,
+                  strempty(i->info->digest));
+        manager_emit_object_signal(m, "ImageNew", i->name, i->path);
+        return job_set_result(j, i->path);
+}
+
+static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *name = NULL;
+        const char *reference;
+        PullParams *p;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &reference);
+        if (r < 0)
+                return r;
+        r = reject_options(message, "PullImage", error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+
+        r = oci_reference_normalize(reference, &name);
+        if (r < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid image reference '%s': use NAME[:TAG] or "
+                                         "REGISTRY/NAME[:TAG|@DIGEST]",
+                                         reference);
+
+        r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "pull images", error);
+        if (r < 0)
+                return r;
+
+        p = calloc(1, sizeof(PullParams));
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->name = strdup(name);
+        p->reference = strdup(reference);
+        p->cache_dir = strdup(m->config->cache_dir);
+        p->state_dir = strdup(m->config->state_dir);
+        p->insecure_registries = strv_copy(m->config->insecure_registries);
+        p->os = strdup(m->config->os);
+        p->architecture = strdup(m->config->architecture);
+        if (!p->name || !p->reference || !p->cache_dir || !p->state_dir ||
+            !p->insecure_registries || !p->os || !p->architecture ||
+            store_object_dir(m->config->state_dir, STORE_IMAGES, name, &p->final_dir) < 0) {
+                pull_params_free(p);
+                return -ENOMEM;
+        }
+
+        r = job_start(m->jobs, "pull-image", name, run_pull, complete_pull, p, pull_params_free,
+                      &j);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start pulling '%s': %m", name);
+        return reply_job(message, j);
+}
+
+/* ImportKernel */
+
+typedef struct ImportParams {
+        Manager *manager;
+        int source_fd;
+        int modules_fd;
+        char *name;
+        char *source_name;
+        char *state_dir;
+        char *final_dir;
+        KernelInfo *info;
+} ImportParams;
+
+static void import_params_free(void *userdata)
+{
+        ImportParams *p = userdata;
+
+        if (!p)
+                return;
+        safe_close(p->source_fd);
+        safe_close(p->modules_fd);
+        free(p->name);
+        free(p->source_name);
+        free(p->state_dir);
+        free(p->final_dir);
+        kernel_info_free(p->info);
+        free(p);
+}
+
+static int run_import(Job *j, void *userdata, char **ret_error)
+{
+        ImportParams *p = userdata;
+        _cleanup_free_ char *tmp = NULL, *json = NULL, *message = NULL;
+        int r;
+
+        r = store_make_temp_dir(p->state_dir, STORE_KERNELS, &tmp);
+        if (r < 0)
+                return set_error_text(ret_error, "Failed to create a directory under '%s': %s",
+                                      p->state_dir, r);
+
+        job_report(j, "build", 0, 0);
+        KernelImportOptions opts = {
+                .source_fd = p->source_fd,
+                .modules_fd = p->modules_fd,
+                .source_name = p->source_name,
+                .name = p->name,
+                .output_dir = tmp,
+                .init_path = BANGER_LIBEXECDIR "/banger-init",
+                .agent_path = BANGER_LIBEXECDIR "/banger-agent",
+        };
+        r = kernel_import(&opts, &p->info, ret_error);
+        if (r < 0)
+                goto fail;
+
+        r = kernel_name_check(p->info->name, &message);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(message);
+                goto fail;
+        }
+        r = store_object_dir(p->state_dir, STORE_KERNELS, p->info->name, &p->final_dir);
+        if (r >= 0)
+                r = kernel_info_to_json(p->info, &json);
+        if (r >= 0)
+                r = write_record_in(tmp, json);
+        if (r >= 0)
+                r = store_publish_dir(tmp, p->final_dir);
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to store kernel '%s': %s", p->info->name, r);
+                goto fail;
+        }
+        return 0;
+
+fail:
+        (void)rm_rf(tmp);
+        return r;
+}
+
+static int complete_import(Job *j, int result, const char *error, void *userdata, char **ret_error)
+{
+        ImportParams *p = userdata;
+        Manager *m = p->manager;
+        Kernel *k;
+        int r;
+
+        if (result < 0)
+                return result;
+        r = manager_add_kernel(m, p->final_dir, TAKE_PTR(p->info), &k);
+        if (r < 0)
+                return r;
+        log_field(LOG_INFO, "KERNEL=%s", "Imported kernel '%s' from '%s'", k->name,
+                  strempty(k->info->source));
+        manager_emit_object_signal(m, "KernelNew", k->name, k->path);
+        return job_set_result(j, k->path);
+}
+
+static int read_import_options(sd_bus_message *message, ImportParams *p, sd_bus_error *error)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                const char *key, *s;
+                int fd;
+
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "name") || streq(key, "source-name")) {
+                        char **field = streq(key, "name") ? &p->name : &p->source_name;
+
+                        r = sd_bus_message_read(message, "v", "s", &s);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                         "ImportKernel option '%s' must be a "
+                                                         "string",
+                                                         key);
+                        free(*field);
+                        *field = strdup(s);
+                        if (!*field)
+                                return -ENOMEM;
+                } else if (streq(key, "modules")) {
+                        r = sd_bus_message_read(message, "v", "h", &fd);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                         "ImportKernel option 'modules' must "
+                                                         "be a file descriptor");
+                        safe_close(p->modules_fd);
+                        p->modules_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                        if (p->modules_fd < 0)
+                                return -errno;
+                } else
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown ImportKernel option '%s': the "
+                                                 "options are 'name', 'modules' and "
+                                                 "'source-name'",
+                                                 key);
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(message);
+}
+
+static int method_import_kernel(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *bad_name = NULL;
+        ImportParams *p;
+        const char *target;
+        int fd, r;
+        Job *j;
+
+        p = calloc(1, sizeof(ImportParams));
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->source_fd = -EBADF;
+        p->modules_fd = -EBADF;
+
+        r = sd_bus_message_read(message, "h", &fd);
+        if (r >= 0) {
+                p->source_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (p->source_fd < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = read_import_options(message, p, error);
+        if (r >= 0 && !sd_bus_error_is_set(error) && p->name &&
+            kernel_name_check(p->name, &bad_name) < 0)
+                r = sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s", bad_name);
+        if (r >= 0 && !sd_bus_error_is_set(error))
+                r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "import kernels", error);
+        if (r >= 0 && !sd_bus_error_is_set(error) && !p->source_name) {
+                p->source_name = strdup("kernel");
+                if (!p->source_name)
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && !sd_bus_error_is_set(error)) {
+                p->state_dir = strdup(m->config->state_dir);
+                if (!p->state_dir)
+                        r = -ENOMEM;
+        }
+        if (r < 0 || sd_bus_error_is_set(error)) {
+                import_params_free(p);
+                return r;
+        }
+
+        /* Imports coalesce on the kernel name when one is given, else on the source. */
+        target = p->name ?: p->source_name;
+        r = job_start(m->jobs, "import-kernel", target, run_import, complete_import, p,
+                      import_params_free, &j);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start importing a kernel: %m");
+        return reply_job(message, j);
+}
+
+/* CreateVM */
+
+typedef struct CreateParams {
+        Manager *manager;
+        VmRecord *record;
+        char *state_dir;
+        char *final_dir;
+        char *image_rootfs;
+        char *kernel_initramfs;
+        GuestConfig guest;
+        bool start;
+        VmBootParams boot;
+        pid_t pid;
+        uint64_t start_time;
+} CreateParams;
+
+static void create_params_free(void *userdata)
+{
+        CreateParams *p = userdata;
+
+        if (!p)
+                return;
+        vm_record_free(p->record);
+        free(p->state_dir);
+        free(p->final_dir);
+        free(p->image_rootfs);
+        free(p->kernel_initramfs);
+        free(p->guest.hostname);
+        strv_free(p->guest.argv);
+        strv_free(p->guest.env);
+        free(p->guest.workdir);
+        free(p->guest.user);
+        free(p->guest.agent_port);
+        vm_boot_params_done(&p->boot);
+        free(p);
+}
+
+static int run_create(Job *j, void *userdata, char **ret_error)
+{
+        CreateParams *p = userdata;
+        _cleanup_free_ char *tmp = NULL, *root = NULL, *initrd = NULL, *config = NULL, *json = NULL;
+        int r;
+
+        r = store_make_temp_dir(p->state_dir, STORE_VMS, &tmp);
+        if (r < 0)
+                return set_error_text(ret_error, "Failed to create a directory under '%s': %s",
+                                      p->state_dir, r);
+        if (asprintf(&root, "%s/root.ext4", tmp) < 0 ||
+            asprintf(&initrd, "%s/initrd.img", tmp) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        job_report(j, "build", 0, 0);
+        r = disk_clone(p->image_rootfs, root);
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to copy the root disk of image '%s': %s",
+                               p->record->image, r);
+                goto fail;
+        }
+        r = guest_config_format(&p->guest, &config);
+        if (r >= 0)
+                r = initramfs_build_vm(p->kernel_initramfs, config, initrd);
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to build the initramfs of VM '%s': %s",
+                               p->record->name, r);
+                goto fail;
+        }
+
+        p->record->state = VM_CREATED;
+        r = vm_record_to_json(p->record, &json);
+        if (r >= 0)
+                r = write_record_in(tmp, json);
+        if (r >= 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, p->final_dir, RENAME_NOREPLACE) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to store VM '%s': %s", p->record->name, r);
+                goto fail;
+        }
+        free(tmp);
+        tmp = NULL;
+
+        if (!p->start)
+                return 0;
+
+        job_report(j, "boot", 0, 0);
+        r = vm_boot(&p->boot, &p->pid, &p->start_time, ret_error);
+        if (r < 0) {
+                (void)rm_rf(p->final_dir);
+                (void)rm_rf(p->boot.runtime_dir);
+        }
+        return r;
+
+fail:
+        (void)rm_rf(tmp);
+        return r;
+}
+
+static int complete_create(Job *j, int result, const char *error, void *userdata, char **ret_error)
+{
+        CreateParams *p = userdata;
+        Manager *m = p->manager;
+        Vm *vm;
+        int r;
+
+        if (result < 0)
+                return result;
+
+        r = manager_add_vm(m, p->final_dir, TAKE_PTR(p->record), &vm);
+        if (r < 0)
+                return r;
+        log_field(LOG_INFO, "VM=%s", "Created VM '%s' from image '%s'", vm->record->name,
+                  vm->record->image);
+        manager_emit_object_signal(m, "VMNew", vm->record->name, vm->path);
+
+        if (p->start) {
+                vm->record->pid = p->pid;
+                vm->record->start_time = p->start_time;
+                r = vm_watch_process(vm);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to watch process %d of VM '%s': %m",
+                                          (int)p->pid, vm->record->name);
+                vm_set_state(vm, VM_RUNNING, NULL);
+        }
+        return job_set_result(j, vm->path);
+}
+
+typedef struct CreateSpec {
+        const char *image;
+        const char *kernel;
+        uint32_t vcpus;
+        uint32_t memory_mib;
+        int start;
+} CreateSpec;
+
+static int read_create_spec(sd_bus_message *message, CreateSpec *spec, sd_bus_error *error)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                const char *key, *type;
+
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "image") || streq(key, "kernel"))
+                        type = "s";
+                else if (streq(key, "vcpus") || streq(key, "memory-mib"))
+                        type = "u";
+                else if (streq(key, "start"))
+                        type = "b";
+                else
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown CreateVM spec key '%s': the keys are "
+                                                 "'image', 'kernel', 'vcpus', 'memory-mib' and "
+                                                 "'start'",
+                                                 key);
+
+                if (streq(key, "image"))
+                        r = sd_bus_message_read(message, "v", type, &spec->image);
+                else if (streq(key, "kernel"))
+                        r = sd_bus_message_read(message, "v", type, &spec->kernel);
+                else if (streq(key, "vcpus"))
+                        r = sd_bus_message_read(message, "v", type, &spec->vcpus);
+                else if (streq(key, "memory-mib"))
+                        r = sd_bus_message_read(message, "v", type, &spec->memory_mib);
+                else
+                        r = sd_bus_message_read(message, "v", type, &spec->start);
+                if (r < 0)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "CreateVM spec key '%s' must have type '%s'", key,
+                                                 type);
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(message);
+}
+
+static Kernel *default_kernel(Manager *m)
+{
+        if (m->config->default_kernel)
+                return manager_find_kernel(m, m->config->default_kernel);
+        if (m->kernels && !m->kernels->next)
+                return m->kernels;
+        return NULL;
+}
+
+static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Image **ret_image,
+                        Kernel **ret_kernel, sd_bus_error *error)
+{
+        _cleanup_free_ char *normalized = NULL;
+        Image *image;
+        Kernel *kernel;
+
+        if (!spec->image)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "No image given for VM '%s': pass the spec key "
+                                         "'image'",
+                                         name);
+        image = manager_find_image(m, spec->image);
+        if (!image && oci_reference_normalize(spec->image, &normalized) >= 0)
+                image = manager_find_image(m, normalized);
+        if (!image)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "Image '%s' is not in the store: pull it with "
+                                         "'bangerctl image pull %s'",
+                                         spec->image, spec->image);
+
+        if (spec->kernel) {
+                kernel = manager_find_kernel(m, spec->kernel);
+                if (!kernel)
+                        return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                                 "Kernel '%s' is not in the store: import it "
+                                                 "with 'bangerctl kernel import'",
+                                                 spec->kernel);
+        } else {
+                kernel = default_kernel(m);
+                if (!kernel && m->config->default_kernel)
+                        return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                                 "DefaultKernel '%s' is not in the store: "
+                                                 "import it with 'bangerctl kernel import'",
+                                                 m->config->default_kernel);
+                if (!kernel)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "No kernel given: import one with 'bangerctl "
+                                                 "kernel import' or pass --kernel");
+        }
+
+        if (spec->vcpus == 0 || spec->vcpus > 256)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid vcpus %u for VM '%s': pass 1 to 256", spec->vcpus,
+                                         name);
+        if (spec->memory_mib < 64)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid memory-mib %u for VM '%s': pass at least 64",
+                                         spec->memory_mib, name);
+
+        *ret_image = image;
+        *ret_kernel = kernel;
+        return 0;
+}
+
+static int new_record(const char *name, uid_t owner, Image *image, Kernel *kernel,
+                      const CreateSpec *spec, VmRecord **ret)
+{
+        VmRecord *rec = calloc(1, sizeof(VmRecord));
+        sd_id128_t id;
+        char uuid[SD_ID128_UUID_STRING_MAX];
+        int r;
+
+        if (!rec)
+                return -ENOMEM;
+        r = sd_id128_randomize(&id);
+        if (r < 0) {
+                vm_record_free(rec);
+                return r;
+        }
+        rec->name = strdup(name);
+        rec->id = strdup(sd_id128_to_uuid_string(id, uuid));
+        rec->owner = owner;
+        rec->image = strdup(image->name);
+        rec->kernel = strdup(kernel->name);
+        rec->vcpus = spec->vcpus;
+        rec->memory_mib = spec->memory_mib;
+        rec->created_usec = now_realtime_usec();
+        rec->state = VM_CREATED;
+        rec->backend = strdup("qemu");
+        r = scope_name_for_vm(name, &rec->unit);
+        if (r < 0 || !rec->name || !rec->id || !rec->image || !rec->kernel || !rec->backend) {
+                vm_record_free(rec);
+                return r < 0 ? r : -ENOMEM;
+        }
+        *ret = rec;
+        return 0;
+}
+
+static int concat_argv(char **entrypoint, char **cmd, char ***ret)
+{
+        _cleanup_strv_free_ char **l = strv_copy(entrypoint);
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        for (char **c = cmd; c && *c; c++) {
+                r = strv_extend(&l, *c);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel *kernel)
+{
+        VmRecord *rec = p->record;
+        int r;
+
+        p->state_dir = strdup(m->config->state_dir);
+        if (!p->state_dir)
+                return -ENOMEM;
+        r = store_object_dir(m->config->state_dir, STORE_VMS, rec->name, &p->final_dir);
+        if (r < 0)
+                return r;
+        if (asprintf(&p->image_rootfs, "%s/rootfs.ext4", image->dir) < 0 ||
+            asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel->dir) < 0)
+                return -ENOMEM;
+
+        p->guest.hostname = strdup(rec->name);
+        p->guest.env = strv_copy(image->info->env);
+        p->guest.workdir = image->info->working_dir ? strdup(image->info->working_dir) : NULL;
+        p->guest.user = image->info->user ? strdup(image->info->user) : NULL;
+        p->guest.agent_port = strdup(GUEST_AGENT_PORT_NAME);
+        if (!p->guest.hostname || !p->guest.env || !p->guest.agent_port ||
+            (image->info->working_dir && !p->guest.workdir) ||
+            (image->info->user && !p->guest.user))
+                return -ENOMEM;
+        r = concat_argv(image->info->entrypoint, image->info->cmd, &p->guest.argv);
+        if (r < 0)
+                return r;
+
+        p->boot.name = strdup(rec->name);
+        p->boot.qemu_path = strdup(m->config->qemu_path);
+        p->boot.accel = m->config->accelerator;
+        p->boot.boot_timeout_usec = m->config->boot_timeout_usec;
+        p->boot.vcpus = rec->vcpus;
+        p->boot.memory_mib = rec->memory_mib;
+        p->boot.vm_dir = strdup(p->final_dir);
+        p->boot.unit = strdup(rec->unit);
+        if (asprintf(&p->boot.kernel_path, "%s/vmlinux", kernel->dir) < 0)
+                p->boot.kernel_path = NULL;
+        if (asprintf(&p->boot.runtime_dir, "%s/vms/%s", m->config->runtime_dir, rec->name) < 0)
+                p->boot.runtime_dir = NULL;
+        if (!p->boot.name || !p->boot.qemu_path || !p->boot.vm_dir || !p->boot.unit ||
+            !p->boot.kernel_path || !p->boot.runtime_dir)
+                return -ENOMEM;
+        return 0;
+}
+
+static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_free_ char *bad_name = NULL;
+        Manager *m = userdata;
+        CreateSpec spec = {
+                .vcpus = m->config->default_vcpus,
+                .memory_mib = m->config->default_memory_mib,
+                .start = true,
+        };
+        const char *name;
+        CreateParams *p;
+        Image *image;
+        Kernel *kernel;
+        Job *j;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &name);
+        if (r < 0)
+                return r;
+        r = read_create_spec(message, &spec, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        if (vm_name_check(name, &bad_name) < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s", bad_name);
+
+        r = polkit_check(message, ACTION_VM_MANAGE, name, "create", error);
+        if (r < 0)
+                return r;
+
+        /* A create already in flight for this name is the same job. */
+        j = job_manager_find_running(m->jobs, "create-vm", name);
+        if (j)
+                return reply_job(message, j);
+        if (manager_find_vm(m, name))
+                return sd_bus_error_setf(error, BUS_ERROR_EXISTS,
+                                         "VM '%s' already exists: choose another name or delete "
+                                         "it first",
+                                         name);
+        r = resolve_spec(m, name, &spec, &image, &kernel, error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+
+        p = calloc(1, sizeof(CreateParams));
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->start = spec.start;
+        r = new_record(name, uid, image, kernel, &spec, &p->record);
+        if (r >= 0)
+                r = fill_create_params(m, p, image, kernel);
+        if (r < 0) {
+                create_params_free(p);
+                return r;
+        }
+
+        r = job_start(m->jobs, "create-vm", name, run_create, complete_create, p,
+                      create_params_free, &j);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start creating VM '%s': %m", name);
+        return reply_job(message, j);
+}
+
+const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_NAMES("ListVMs", "", , "a(sssuo)", SD_BUS_PARAM(vms), method_list_vms,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListImages", "", , "a(ssstto)", SD_BUS_PARAM(images),
+                                 method_list_images, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListKernels", "", , "a(ssso)", SD_BUS_PARAM(kernels),
+                                 method_list_kernels, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetVM", "s", SD_BUS_PARAM(name), "o", SD_BUS_PARAM(path),
+                                 method_get_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetImage", "s", SD_BUS_PARAM(name), "o", SD_BUS_PARAM(path),
+                                 method_get_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetKernel", "s", SD_BUS_PARAM(name), "o", SD_BUS_PARAM(path),
+                                 method_get_kernel, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PullImage", "sa{sv}",
+                                 SD_BUS_PARAM(reference) SD_BUS_PARAM(options), "o",
+                                 SD_BUS_PARAM(job), method_pull_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ImportKernel", "ha{sv}",
+                                 SD_BUS_PARAM(source) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
+                                 method_import_kernel, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("CreateVM", "sa{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(spec), "o",
+                                 SD_BUS_PARAM(job), method_create_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_NAMES("VMNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("VMRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("ImageNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("ImageRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("KernelNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("KernelRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("JobNew", "o", SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("JobRemoved", "os", SD_BUS_PARAM(path) SD_BUS_PARAM(result), 0),
+        SD_BUS_VTABLE_END,
+};

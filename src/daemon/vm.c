@@ -1,0 +1,398 @@
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "agent-client.h"
+#include "fileio.h"
+#include "guest-config.h"
+#include "log.h"
+#include "macro.h"
+#include "qmp.h"
+#include "scope.h"
+#include "vm.h"
+
+#define SCOPE_TIMEOUT_USEC    (30 * USEC_PER_SEC)
+#define AGENT_SLICE_USEC      (5 * USEC_PER_SEC)
+#define SHUTDOWN_WAIT_MSEC    30000
+#define QUIT_WAIT_MSEC        10000
+#define AGENT_SHUTDOWN_USEC   (10 * USEC_PER_SEC)
+#define QMP_TIMEOUT_USEC      (5 * USEC_PER_SEC)
+#define VM_TASKS_MAX          256
+#define MEMORY_HEADROOM_RATIO 1.25 /* QEMU's own memory on top of the guest's */
+
+void vm_boot_params_done(VmBootParams *p)
+{
+        free(p->name);
+        free(p->qemu_path);
+        free(p->kernel_path);
+        free(p->vm_dir);
+        free(p->runtime_dir);
+        free(p->unit);
+        memset(p, 0, sizeof(*p));
+}
+
+int vm_boot_params_init(Vm *vm, VmBootParams *p)
+{
+        Manager *m = vm->manager;
+        Kernel *k = manager_find_kernel(m, vm->record->kernel);
+
+        memset(p, 0, sizeof(*p));
+        if (!k)
+                return -ENOENT;
+        p->name = strdup(vm->record->name);
+        p->qemu_path = strdup(m->config->qemu_path);
+        p->accel = m->config->accelerator;
+        p->boot_timeout_usec = m->config->boot_timeout_usec;
+        p->vcpus = vm->record->vcpus;
+        p->memory_mib = vm->record->memory_mib;
+        p->vm_dir = strdup(vm->dir);
+        p->runtime_dir = strdup(vm->runtime_dir);
+        p->unit = strdup(vm->record->unit);
+        if (asprintf(&p->kernel_path, "%s/vmlinux", k->dir) < 0)
+                p->kernel_path = NULL;
+        if (!p->name || !p->qemu_path || !p->vm_dir || !p->runtime_dir || !p->unit ||
+            !p->kernel_path) {
+                vm_boot_params_done(p);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+        char *p;
+
+        if (asprintf(&p, "%s/%s", dir, name) < 0)
+                return NULL;
+        return p;
+}
+
+/* Waits up to timeout_msec for pid to exit. Returns 1 when it exited, 0 on timeout. */
+static int wait_exit(pid_t pid, int timeout_msec)
+{
+        _cleanup_close_ int fd = pidfd_open(pid, 0);
+        struct pollfd pfd;
+        int r;
+
+        if (fd < 0)
+                return errno == ESRCH ? 1 : negative_errno();
+        pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+        do
+                r = poll(&pfd, 1, timeout_msec);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return negative_errno();
+        return r > 0;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+        (void)kill(pid, SIGKILL);
+        (void)waitpid(pid, NULL, 0);
+}
+
+static int check_guest(const VmBootParams *p, const char *qmp_socket, pid_t pid, char **ret_error)
+{
+        _cleanup_(qmp_closep) Qmp *q = NULL;
+        _cleanup_free_ char *status = NULL;
+        int r;
+
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+                if (asprintf(ret_error,
+                             "QEMU exited while VM '%s' was booting: see %s/qemu.log and "
+                             "console.log",
+                             p->name, p->vm_dir) < 0)
+                        *ret_error = NULL;
+                return -ECHILD;
+        }
+
+        r = qmp_open(qmp_socket, QMP_TIMEOUT_USEC, &q);
+        if (r < 0)
+                return 0;
+        r = qmp_query_status(q, QMP_TIMEOUT_USEC, &status);
+        if (r < 0 || !streq(status, "internal-error"))
+                return 0;
+
+        if (asprintf(ret_error,
+                     "VM '%s' stopped with a KVM internal error: this host's KVM cannot run the "
+                     "guest, set Accelerator=tcg in /etc/banger/bangerd.conf",
+                     p->name) < 0)
+                *ret_error = NULL;
+        return -EIO;
+}
+
+int vm_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error)
+{
+        _cleanup_free_ char *root = path_join(p->vm_dir, "root.ext4");
+        _cleanup_free_ char *initrd = path_join(p->vm_dir, "initrd.img");
+        _cleanup_free_ char *console = path_join(p->vm_dir, "console.log");
+        _cleanup_free_ char *qemu_log = path_join(p->vm_dir, "qemu.log");
+        _cleanup_free_ char *qmp = path_join(p->runtime_dir, "qmp.sock");
+        _cleanup_free_ char *agent = path_join(p->runtime_dir, "agent.sock");
+        _cleanup_free_ char *scope_error = NULL;
+        uint64_t start_time = 0, waited = 0;
+        pid_t pid;
+        int r;
+
+        if (!root || !initrd || !console || !qemu_log || !qmp || !agent)
+                return -ENOMEM;
+
+        r = mkdir_p(p->runtime_dir, 0750);
+        if (r < 0)
+                return r;
+        (void)unlink(qmp);
+        (void)unlink(agent);
+
+        QemuConfig c = {
+                .binary = p->qemu_path,
+                .kernel = p->kernel_path,
+                .initrd = initrd,
+                .root_disk = root,
+                .console_log = console,
+                .qmp_socket = qmp,
+                .agent_socket = agent,
+                .agent_port_name = GUEST_AGENT_PORT_NAME,
+                .vcpus = p->vcpus,
+                .memory_mib = p->memory_mib,
+                .accel = p->accel,
+        };
+
+        r = qemu_spawn(&c, qemu_log, &pid);
+        if (r < 0) {
+                if (asprintf(ret_error, "Failed to start '%s' for VM '%s': %s; check QemuPath",
+                             p->qemu_path, p->name, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        (void)proc_start_time(pid, &start_time);
+
+        ScopeSpec spec = {
+                .unit = p->unit,
+                .slice = "banger.slice",
+                .description = p->name,
+                .pid = pid,
+                .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
+                .tasks_max = VM_TASKS_MAX,
+        };
+        r = scope_start(&spec, SCOPE_TIMEOUT_USEC, &scope_error);
+        if (r < 0) {
+                if (asprintf(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit,
+                             p->name, scope_error ?: strerror(-r)) < 0)
+                        *ret_error = NULL;
+                kill_and_reap(pid);
+                return r;
+        }
+
+        /* Wait for the agent in slices, checking between them that QEMU still runs and that
+         * KVM has not stopped the guest: under KVM QEMU pauses instead of exiting. */
+        for (;;) {
+                r = agent_wait_ready(agent, AGENT_SLICE_USEC);
+                if (r >= 0)
+                        break;
+                if (r != -ETIMEDOUT) {
+                        if (asprintf(ret_error, "Failed to reach the agent of VM '%s': %s", p->name,
+                                     strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        break;
+                }
+                waited += AGENT_SLICE_USEC;
+                r = check_guest(p, qmp, pid, ret_error);
+                if (r < 0)
+                        break;
+                if (waited >= p->boot_timeout_usec) {
+                        if (asprintf(ret_error,
+                                     "VM '%s' did not become ready within %llu s: see "
+                                     "%s/console.log, or raise BootTimeoutSec",
+                                     p->name,
+                                     (unsigned long long)(p->boot_timeout_usec / USEC_PER_SEC),
+                                     p->vm_dir) < 0)
+                                *ret_error = NULL;
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        if (r < 0) {
+                kill_and_reap(pid);
+                (void)scope_stop(p->unit, SCOPE_TIMEOUT_USEC);
+                return r;
+        }
+
+        *ret_pid = pid;
+        *ret_start_time = start_time;
+        return 0;
+}
+
+int vm_halt(pid_t pid, const char *runtime_dir, bool force)
+{
+        _cleanup_free_ char *agent = path_join(runtime_dir, "agent.sock");
+        _cleanup_free_ char *qmp_path = path_join(runtime_dir, "qmp.sock");
+        int r;
+
+        if (!agent || !qmp_path)
+                return -ENOMEM;
+
+        if (!force && agent_shutdown(agent, AGENT_SHUTDOWN_USEC) >= 0) {
+                r = wait_exit(pid, SHUTDOWN_WAIT_MSEC);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+
+        {
+                _cleanup_(qmp_closep) Qmp *q = NULL;
+
+                if (qmp_open(qmp_path, QMP_TIMEOUT_USEC, &q) >= 0 &&
+                    qmp_execute(q, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL) >= 0) {
+                        r = wait_exit(pid, QUIT_WAIT_MSEC);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
+                }
+        }
+
+        if (kill(pid, SIGKILL) < 0 && errno != ESRCH)
+                return negative_errno();
+        r = wait_exit(pid, QUIT_WAIT_MSEC);
+        if (r < 0)
+                return r;
+        return r > 0 ? 0 : -ETIMEDOUT;
+}
+
+int vm_agent_socket(Vm *vm, char **ret)
+{
+        char *p = path_join(vm->runtime_dir, "agent.sock");
+
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int vm_save(Vm *vm)
+{
+        _cleanup_free_ char *json = NULL, *path = NULL;
+        int r;
+
+        r = vm_record_to_json(vm->record, &json);
+        if (r < 0)
+                return r;
+        path = path_join(vm->dir, STORE_RECORD);
+        if (!path)
+                return -ENOMEM;
+        return write_file_atomic(path, json, strlen(json), 0644);
+}
+
+void vm_set_state(Vm *vm, VmState state, const char *reason)
+{
+        char *copy = reason ? strdup(reason) : NULL;
+        int r;
+
+        if (vm->record->state == state && !reason)
+                return;
+        vm->record->state = state;
+        free(vm->record->state_reason);
+        vm->record->state_reason = copy;
+        if (state == VM_STOPPED || state == VM_FAILED || state == VM_CREATED) {
+                vm->record->pid = 0;
+                vm->record->start_time = 0;
+        }
+
+        r = vm_save(vm);
+        if (r < 0)
+                log_field_errno(LOG_WARNING, r, "VM=%s",
+                                "Failed to save the record of VM '%s', ignoring: %m",
+                                vm->record->name);
+        log_field(LOG_INFO, "VM=%s", "VM '%s' is %s%s%s", vm->record->name,
+                  vm_state_to_string(state), reason ? ": " : "", strempty(reason));
+        vm_emit_state_changed(vm);
+}
+
+static void cleanup_runtime(Vm *vm)
+{
+        int r = rm_rf(vm->runtime_dir);
+
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove '%s', ignoring: %m", vm->runtime_dir);
+}
+
+static int on_vmm_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Vm *vm = userdata;
+        siginfo_t si = { 0 };
+        bool expected = vm->record->state == VM_STOPPING;
+        int r;
+
+        /* Reap it when it is our child; an adopted process has another parent. */
+        (void)waitid(P_PIDFD, fd, &si, WEXITED | WNOHANG);
+        vm_unwatch_process(vm);
+
+        r = scope_stop(vm->record->unit, SCOPE_TIMEOUT_USEC);
+        if (r < 0)
+                log_warning_errno(r, "Failed to stop scope '%s', ignoring: %m", vm->record->unit);
+        cleanup_runtime(vm);
+
+        if (expected || vm->busy)
+                vm_set_state(vm, VM_STOPPED, NULL);
+        else
+                vm_set_state(vm, VM_STOPPED, "the VMM process exited");
+        return 0;
+}
+
+int vm_watch_process(Vm *vm)
+{
+        int fd, r;
+
+        vm_unwatch_process(vm);
+        fd = pidfd_open(vm->record->pid, 0);
+        if (fd < 0)
+                return negative_errno();
+        r = sd_event_add_io(vm->manager->event, &vm->pidfd_source, fd, EPOLLIN, on_vmm_exit, vm);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        vm->pidfd = fd;
+        return 0;
+}
+
+void vm_unwatch_process(Vm *vm)
+{
+        vm->pidfd_source = sd_event_source_disable_unref(vm->pidfd_source);
+        vm->pidfd = safe_close(vm->pidfd);
+}
+
+void vm_reconcile(Vm *vm)
+{
+        VmRecord *rec = vm->record;
+        uint64_t start_time;
+        int r;
+
+        if (rec->state != VM_RUNNING && rec->state != VM_STARTING && rec->state != VM_STOPPING)
+                return;
+
+        if (rec->pid > 0 && proc_start_time(rec->pid, &start_time) >= 0 &&
+            start_time == rec->start_time) {
+                r = vm_watch_process(vm);
+                if (r >= 0) {
+                        log_field(LOG_INFO, "VM=%s", "Adopted VM '%s' with VMM process %d",
+                                  rec->name, (int)rec->pid);
+                        vm_set_state(vm, VM_RUNNING, NULL);
+                        return;
+                }
+                log_warning_errno(r, "Failed to watch process %d of VM '%s': %m", (int)rec->pid,
+                                  rec->name);
+        }
+
+        if (rec->unit) {
+                r = scope_stop(rec->unit, SCOPE_TIMEOUT_USEC);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to stop scope '%s', ignoring: %m", rec->unit);
+        }
+        cleanup_runtime(vm);
+        vm_set_state(vm, VM_STOPPED, "the VMM was gone when bangerd started");
+}
