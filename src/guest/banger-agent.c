@@ -563,8 +563,6 @@ static int run(Agent *a)
 
                 if (!a->connected) {
                         a->connected = host_connected(a);
-                        if (a->connected)
-                                guest_log("Host connected");
                         continue;
                 }
 

@@ -33,7 +33,7 @@
 #define AGENT_OUTPUT_CHUNK_MAX (32u * 1024u - AGENT_FRAME_HEADER_SIZE)
 
 /* Path of banger-agent inside the initramfs; banger-init starts it from there. */
-#define AGENT_GUEST_PATH "/usr/libexec/banger/banger-agent"
+#define AGENT_GUEST_PATH "/banger-agent"
 
 typedef enum AgentMessageType {
         AGENT_MSG_HELLO = 1,         /* host: u32 version, u64 nonce */
