@@ -1,0 +1,323 @@
+#!/bin/bash
+# End-to-end scenario: pull an image from a loopback registry, import a
+# kernel, boot a VM under QEMU (TCG) and drive it with bangerctl, all inside
+# a throwaway systemd container with real D-Bus, polkit and bangerd.
+#
+# Usage: test-skeleton.sh [BUILDDIR]
+#
+# BUILDDIR (default $BANGER_BUILDDIR, else build-release beside this folder)
+# must be a finished meson build; it is installed into the container. The
+# kernel comes from fetch-kernel.sh, which needs the Debian mirror on its
+# first run. Prints one line per check and a final "N passed, N failed"
+# line, and exits non-zero if any check failed. Must run as root.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+srcdir=$(dirname "$here")
+builddir=$(cd "${1:-${BANGER_BUILDDIR:-$srcdir/build-release}}" 2>/dev/null && pwd) || {
+	echo "test-skeleton: build directory ${1:-${BANGER_BUILDDIR:-$srcdir/build-release}} not found; run meson setup and ninja first" >&2
+	exit 2
+}
+
+# shellcheck source=integration/lib-container.sh
+source "$here/lib-container.sh"
+
+# Must match TEST_IMAGE_LINE in build-test-image.sh.
+TEST_IMAGE_LINE="banger test image, layer 2"
+REGISTRY=127.0.0.1:5000
+IMAGE=$REGISTRY/busybox:latest
+KERNEL_NAME=cloud
+MOUNTS=/srv/banger-test
+
+passed=0
+failed=0
+
+pass() {
+	echo "ok   $1"
+	passed=$((passed + 1))
+}
+
+fail() {
+	echo "FAIL $1${2:+: $2}"
+	failed=$((failed + 1))
+}
+
+work=$(mktemp -d /tmp/banger-skeleton.XXXXXX)
+cleanup() {
+	ct_stop
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Run a command in the container as USER ("" for root) with a time limit,
+# and keep its exit status, stdout and stderr in RC, OUT and ERR.
+run_as() {
+	local user=$1
+	shift
+	local args=()
+	[[ -n $user ]] && args=(--user "$user")
+	RC=0
+	ct_run "${args[@]}" -- timeout 600 "$@" >"$work/out" 2>"$work/err" || RC=$?
+	OUT=$(cat "$work/out")
+	ERR=$(cat "$work/err")
+}
+
+# The first line of stderr, or of stdout, for failure messages.
+first_error_line() {
+	local line
+	line=$(head -n 1 <<<"$ERR")
+	[[ -n $line ]] || line=$(head -n 1 <<<"$OUT")
+	echo "exit $RC${line:+, $line}"
+}
+
+# Pass when the command exits 0.
+expect_ok() {
+	local name=$1 user=$2
+	shift 2
+	run_as "$user" "$@"
+	if ((RC == 0)); then
+		pass "$name"
+	else
+		fail "$name" "$(first_error_line)"
+	fi
+}
+
+# Pass when the command exits 0 and prints exactly EXPECTED.
+expect_output() {
+	local name=$1 expected=$2 user=$3
+	shift 3
+	run_as "$user" "$@"
+	if ((RC != 0)); then
+		fail "$name" "$(first_error_line)"
+	elif [[ $OUT != "$expected" ]]; then
+		fail "$name" "printed '$OUT', expected '$expected'"
+	else
+		pass "$name"
+	fi
+}
+
+# Pass when the command exits non-zero and its stderr contains NEEDLE,
+# compared case-insensitively.
+expect_error() {
+	local name=$1 needle=$2 user=$3
+	shift 3
+	run_as "$user" "$@"
+	if ((RC == 0)); then
+		fail "$name" "succeeded, expected an error naming '$needle'"
+	elif [[ ${ERR,,} != *"${needle,,}"* ]]; then
+		fail "$name" "exit $RC, stderr does not contain '$needle': $(head -n 1 <<<"$ERR")"
+	else
+		pass "$name"
+	fi
+}
+
+bctl() {
+	run_as alice bangerctl "$@"
+}
+
+# Print what a failed command may leave behind: every path under
+# /var/lib/banger, the banger VM scopes and the QEMU processes.
+snapshot() {
+	run_as "" sh -c '
+		find /var/lib/banger /run/banger 2>/dev/null | sort
+		echo "-- scopes"
+		systemctl list-units --all --plain --no-legend "banger-vm-*" | cut -d" " -f1
+		echo "-- processes"
+		pgrep -x qemu-system-x86 || true'
+	echo "$OUT"
+}
+
+# Run a command that must fail with an error naming VALUE, and check that it
+# left no file, scope or process behind.
+expect_clean_error() {
+	local name=$1 value=$2
+	shift 2
+	local before after
+	before=$(snapshot)
+	expect_error "$name reports '$value'" "$value" alice "$@"
+	after=$(snapshot)
+	if [[ $before == "$after" ]]; then
+		pass "$name leaves nothing behind"
+	else
+		fail "$name leaves nothing behind" \
+			"new state: $(diff <(echo "$before") <(echo "$after") | grep '^[<>]' | tr '\n' ' ')"
+	fi
+}
+
+# Print the PIDs of the QEMU processes in the container, one per line.
+qemu_pids() {
+	run_as "" pgrep -x qemu-system-x86
+	echo "$OUT"
+}
+
+vm_state() {
+	bctl vm list --json
+	jq -r --arg name "$1" '.[] | select(.name == $name) | .state' <<<"$OUT" 2>/dev/null
+}
+
+dump_diagnostics() {
+	echo "--- journal of bangerd"
+	ct_run -- journalctl -b --no-pager -o short-monotonic -u bangerd.service -u 'banger-vm-*' | tail -n 200
+	echo "--- console log of vm1"
+	ct_run --user alice -- bangerctl vm console-log vm1 | tail -n 100
+	echo "--- console logs under /var/lib/banger and /run/banger"
+	# shellcheck disable=SC2016 # expanded by the shell in the container
+	ct_run -- sh -c 'for f in $(find /var/lib/banger /run/banger -name "*console*" -type f 2>/dev/null); do
+		echo "== $f"; tail -n 60 "$f"; done'
+	echo "--- container log"
+	tail -n 50 "$CT_LOG"
+}
+
+# Prepare the inputs on the host: the kernel package and the image layout.
+kernel_deb=$("$here/fetch-kernel.sh" "$here/cache/kernel") || {
+	echo "test-skeleton: fetch-kernel.sh failed" >&2
+	exit 2
+}
+"$here/build-test-image.sh" "$work/image" >/dev/null || {
+	echo "test-skeleton: build-test-image.sh failed" >&2
+	exit 2
+}
+
+ct_boot "skel-$$" "$builddir" \
+	--bind-ro "$here/cache/kernel:$MOUNTS/kernel" \
+	--bind-ro "$work/image:$MOUNTS/image" \
+	--bind-ro "$here:$MOUNTS/integration" || {
+	fail "container boots"
+	echo "$passed passed, $failed failed"
+	exit 1
+}
+pass "container boots"
+kernel_path=$MOUNTS/kernel/$(basename "$kernel_deb")
+
+# Installation: the sysusers.d file, D-Bus activation and polkit rules.
+expect_ok "sysusers.d creates user bangerd" "" getent passwd bangerd
+expect_ok "sysusers.d creates group banger" "" getent group banger
+expect_ok "org.banger1 is activatable" "" sh -c \
+	'busctl --system list --activatable --no-legend | grep -q "^org\.banger1 "'
+
+# The registry runs as a transient service, so it outlives ct_run.
+expect_ok "registry starts" "" systemd-run --unit=test-registry --service-type=exec \
+	"$MOUNTS/integration/registry.sh" serve /var/tmp/test-registry 5000
+expect_ok "registry responds" "" sh -c \
+	"for i in \$(seq 100); do curl -fsS -o /dev/null http://$REGISTRY/v2/ && exit 0; sleep 0.1; done; exit 1"
+expect_ok "test image pushes" "" "$MOUNTS/integration/push-test-image.sh" "$MOUNTS/image" "$IMAGE"
+expect_ok "registry serves the manifest" "" curl -fsS -o /dev/null \
+	-H "Accept: application/vnd.oci.image.manifest.v1+json" "http://$REGISTRY/v2/busybox/manifests/latest"
+
+# The main path, as alice (group banger).
+expect_ok "image pull" alice bangerctl image pull "$IMAGE"
+bctl image list
+if [[ $OUT == *busybox* ]]; then pass "image list shows busybox"; else fail "image list shows busybox" "$OUT"; fi
+expect_ok "kernel import" alice bangerctl kernel import "$kernel_path" --name "$KERNEL_NAME"
+bctl kernel list
+if [[ $OUT == *"$KERNEL_NAME"* ]]; then pass "kernel list shows $KERNEL_NAME"; else fail "kernel list shows $KERNEL_NAME" "$OUT"; fi
+expect_ok "vm create vm1" alice bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
+
+expect_output "exec reads the hostname" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+expect_output "exec reads layer 2" "$TEST_IMAGE_LINE" alice bangerctl vm exec vm1 -- cat /etc/banger-test
+run_as alice bangerctl vm exec vm1 -- cat /etc/delete-me
+if ((RC != 0)); then pass "whiteout removes /etc/delete-me"; else fail "whiteout removes /etc/delete-me" "cat printed '$OUT'"; fi
+expect_output "opaque whiteout hides layer 1" new alice bangerctl vm exec vm1 -- ls /srv/opaque
+run_as alice bangerctl vm exec vm1 -- sh -c 'exit 3'
+if ((RC == 3)); then pass "exec returns the exit status"; else fail "exec returns the exit status" "exit $RC, expected 3"; fi
+
+# The scope contains the VM's QEMU process.
+expect_output "scope is active" active "" systemctl is-active banger-vm-vm1.scope
+run_as "" systemctl show -p ControlGroup --value banger-vm-vm1.scope
+cgroup=$OUT
+qemu_before=$(qemu_pids)
+if [[ -z $cgroup ]]; then
+	fail "scope has a control group" "ControlGroup is empty"
+elif [[ $(wc -l <<<"$qemu_before") -ne 1 || -z $qemu_before ]]; then
+	fail "scope contains the QEMU process" "expected one QEMU process, found: ${qemu_before:-none}"
+else
+	run_as "" sh -c "cat /sys/fs/cgroup/systemd$cgroup/cgroup.procs 2>/dev/null ||
+		cat /sys/fs/cgroup/unified$cgroup/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup$cgroup/cgroup.procs"
+	if grep -qx "$qemu_before" <<<"$OUT"; then
+		pass "scope contains the QEMU process"
+	else
+		fail "scope contains the QEMU process" "QEMU PID $qemu_before not in $cgroup: $(tr '\n' ' ' <<<"$OUT")"
+	fi
+fi
+state=$(vm_state vm1)
+if [[ $state == running ]]; then pass "vm list shows vm1 running"; else fail "vm list shows vm1 running" "state '$state'"; fi
+
+# A restart of bangerd adopts the running VM instead of restarting it.
+expect_ok "bangerd restarts" "" systemctl restart bangerd.service
+expect_output "exec works after a restart" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+qemu_after=$(qemu_pids)
+if [[ -n $qemu_before && $qemu_after == "$qemu_before" ]]; then
+	pass "restart keeps the QEMU process"
+else
+	fail "restart keeps the QEMU process" "before '$qemu_before', after '$qemu_after'"
+fi
+
+# With IdleTimeoutSec=5, bangerd exits when left alone. Poll for up to 120 s
+# so a slow machine does not fail the check.
+idle=
+for ((i = 0; i < 120; i++)); do
+	run_as "" systemctl is-active bangerd.service
+	if [[ $OUT == inactive ]]; then
+		idle=yes
+		break
+	fi
+	sleep 1
+done
+if [[ -n $idle ]]; then pass "bangerd exits when idle"; else fail "bangerd exits when idle" "still '$OUT' after 120 s"; fi
+state=$(vm_state vm1)
+if [[ $state == running ]]; then pass "activation finds vm1 running"; else fail "activation finds vm1 running" "state '$state'"; fi
+expect_output "bangerd is active again" active "" systemctl is-active bangerd.service
+expect_output "exec works after activation" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+
+# bob is not in group banger, so polkit denies him.
+run_as bob bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" bobvm
+if ((RC != 0)) && [[ ${ERR,,} =~ (not\ authorized|access\ denied|accessdenied|not\ allowed|permission) ]]; then
+	pass "bob's vm create is denied"
+else
+	fail "bob's vm create is denied" "$(first_error_line)"
+fi
+state=$(vm_state bobvm)
+expect_ok "bob's denied create leaves no VM record" "" test ! -e /var/lib/banger/vms/bobvm
+if [[ -z $state ]]; then pass "bob's denied create leaves no VM"; else fail "bob's denied create leaves no VM" "bobvm is '$state'"; fi
+
+# Bad inputs fail with a message that names the value and leave nothing.
+expect_clean_error "pull of an unknown repository" "$REGISTRY/no-such-image" \
+	bangerctl image pull "$REGISTRY/no-such-image:latest"
+expect_clean_error "pull from a registry that is down" 127.0.0.1:5999 \
+	bangerctl image pull 127.0.0.1:5999/busybox:latest
+expect_clean_error "vm create with an unknown image" 127.0.0.1:5000/never-pulled \
+	bangerctl vm create --image 127.0.0.1:5000/never-pulled:latest --kernel "$KERNEL_NAME" vm2
+run_as "" sh -c 'echo "this is not a kernel" >/var/tmp/not-a-kernel && chmod 644 /var/tmp/not-a-kernel'
+expect_clean_error "import of a file that is not a kernel" not-a-kernel \
+	bangerctl kernel import /var/tmp/not-a-kernel --name bogus
+expect_clean_error "vm create with an invalid name" 'Bad_Name!' \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" 'Bad_Name!'
+expect_clean_error "vm create with a duplicate name" vm1 \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
+expect_output "vm1 survives the duplicate create" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+
+# Stop and delete.
+expect_ok "vm stop" alice bangerctl vm stop vm1
+state=$(vm_state vm1)
+if [[ $state == stopped ]]; then pass "vm list shows vm1 stopped"; else fail "vm list shows vm1 stopped" "state '$state'"; fi
+run_as "" pgrep -x qemu-system-x86
+if [[ -z $OUT ]]; then pass "stop ends the QEMU process"; else fail "stop ends the QEMU process" "PIDs $OUT"; fi
+expect_ok "vm rm" alice bangerctl vm rm vm1
+state=$(vm_state vm1)
+if [[ -z $state ]]; then pass "vm list no longer shows vm1"; else fail "vm list no longer shows vm1" "state '$state'"; fi
+run_as "" systemctl list-units --all --plain --no-legend banger-vm-vm1.scope
+if [[ -z $OUT ]]; then pass "rm leaves no scope"; else fail "rm leaves no scope" "$OUT"; fi
+run_as "" pgrep -x qemu-system-x86
+if [[ -z $OUT ]]; then pass "rm leaves no QEMU process"; else fail "rm leaves no QEMU process" "PIDs $OUT"; fi
+run_as "" sh -c 'find /var/lib/banger/vms -mindepth 1 -maxdepth 1 2>/dev/null'
+if [[ -z $OUT ]]; then pass "rm leaves no files in /var/lib/banger/vms"; else fail "rm leaves no files in /var/lib/banger/vms" "$(tr '\n' ' ' <<<"$OUT")"; fi
+run_as "" sh -c 'find /run/banger -type s 2>/dev/null'
+if [[ -z $OUT ]]; then pass "rm leaves no sockets in /run/banger"; else fail "rm leaves no sockets in /run/banger" "$(tr '\n' ' ' <<<"$OUT")"; fi
+
+if ((failed > 0)); then
+	dump_diagnostics
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
