@@ -46,7 +46,7 @@ static int run(const CtlArgs *args)
         ctl_polkit_agent_close();
         if (r < 0)
                 return EXIT_FAILURE;
-        /* vm exec passes the command's exit status on; the other verbs return 0. */
+        /* vm exec returns the command's exit status, and the other verbs return 0. */
         return r;
 }
 

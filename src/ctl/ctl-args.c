@@ -157,7 +157,7 @@ void ctl_args_done(CtlArgs *args)
         args->error = NULL;
 }
 
-/* Records the first usage error only: later ones are usually consequences of it. */
+/* Records the first usage error only, because later ones usually follow from it. */
 __attribute__((format(printf, 2, 3))) static int args_fail(CtlArgs *args, const char *format, ...)
 {
         va_list ap;

@@ -58,11 +58,11 @@ typedef struct CtlArgs {
         char **env;           /* --env KEY=VALUE, owned, NULL when none */
         char *const *command; /* vm exec: the words after "--", points into argv */
 
-        /* A usage error, owned; set when ctl_args_parse() returns -EINVAL. */
+        /* Usage error message, owned, set when ctl_args_parse() returns -EINVAL. */
         char *error;
 } CtlArgs;
 
-/* Initializes args with the defaults: interactive authorization on when ask_password is true. */
+/* Initializes args with the defaults. Authentication prompts are on when ask_password is true. */
 void ctl_args_init(CtlArgs *args, bool ask_password);
 void ctl_args_done(CtlArgs *args);
 

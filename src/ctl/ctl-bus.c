@@ -46,7 +46,7 @@ void ctl_polkit_agent_open(void)
         if (pid == 0) {
                 int null_fd;
 
-                /* The notify fd must survive exec; all others keep O_CLOEXEC. */
+                /* The notify fd must survive exec, while all other fds keep O_CLOEXEC. */
                 if (fcntl(pipe_fd[1], F_SETFD, 0) < 0)
                         _exit(EXIT_FAILURE);
 
@@ -584,8 +584,8 @@ static int match_properties_changed(sd_bus_message *m, void *userdata, sd_bus_er
         if (r < 0 || !streq(interface, BANGER_JOB_IFACE))
                 return 0;
 
-        /* A malformed signal is ignored: Finished, or the State read after the call, still
-         * ends the wait. */
+        /* A malformed signal is ignored, because Finished or the State read after the call
+         * still ends the wait. */
         if (job_read_properties(w, m) >= 0 && !w->finished)
                 job_render(w);
         return 0;
@@ -673,8 +673,8 @@ static int job_read_state(JobWatch *w, const char *what)
         if (r < 0)
                 return ctl_log_errno(r, "%s: invalid properties of job '%s'", what, w->path);
 
-        /* Only this read ends the wait on State: a PropertiesChanged signal may carry the new
-         * State before the Error that explains it, while Finished carries both. */
+        /* Only this read ends the wait on State, because a PropertiesChanged signal may carry
+         * the new State before the Error that explains it. Finished carries both. */
         if (w->state && (streq(w->state, "done") || streq(w->state, "failed"))) {
                 w->finished = true;
                 w->failed = streq(w->state, "failed");

@@ -61,7 +61,7 @@ int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, con
                        json_object **ret);
 
 /* Converts the next complete value in m (of any D-Bus type) to JSON. Byte arrays become arrays
- * of numbers; file descriptors become their number. */
+ * of numbers, and file descriptors become their number. */
 int ctl_message_read_json(sd_bus_message *m, json_object **ret);
 
 /* Prints a JSON value to stdout, pretty-printed on a terminal, followed by a newline. */
@@ -80,7 +80,7 @@ static inline void job_watch_freep(JobWatch **w)
 #define _cleanup_job_watch_free_ __attribute__((cleanup(job_watch_freep)))
 
 /* Waits until the job at job_path finishes, showing its progress on stderr: a bar on a
- * terminal, one line per step otherwise. Returns 0 when the job is done; on failure prints
+ * terminal, one line per step otherwise. Returns 0 when the job is done. On failure it prints
  * "bangerctl: <what>: <the job's error>" and returns a negative errno. */
 int job_watch_wait(JobWatch *w, const char *job_path, const char *what);
 
@@ -94,5 +94,5 @@ int ctl_object_call(sd_bus *bus, const char *getter, const char *name, const cha
 int ctl_format(char **ret, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 /* Runs a Manager method that returns a job (PullImage, ImportKernel, CreateVM) and waits for the
- * job. m is the prepared call; the signals are subscribed to before it is sent. */
+ * job. m is the prepared call, and the job signals are subscribed to before m is sent. */
 int ctl_run_job(sd_bus *bus, sd_bus_message *m, const char *what);

@@ -20,8 +20,8 @@ char *format_bytes(char *buf, size_t size, uint64_t bytes)
                 return buf;
         }
 
-        /* Scale in integers to keep 64-bit values exact: divide until the value fits in the
-         * unit, then round the remainder to one decimal. */
+        /* Integer arithmetic keeps 64-bit values exact. Pick the largest unit the value
+         * reaches, then round the remainder to one decimal. */
         while (unit + 1 < ELEMENTSOF(units) && bytes >= (UINT64_C(1024) << (10 * (unit + 1))))
                 unit++;
         {
@@ -87,7 +87,7 @@ char *format_progress_bar(char *buf, size_t size, size_t width, const char *step
         else
                 (void)snprintf(tail, sizeof(tail), " %3u%%", percent);
 
-        /* Leave the last column free: writing into it makes some terminals wrap. */
+        /* Leave the last column free, because writing into it makes some terminals wrap. */
         width = width > 0 ? width - 1 : 0;
         len_step = strlen(step);
         len_tail = strlen(tail);

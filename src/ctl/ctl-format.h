@@ -47,7 +47,7 @@ static inline void table_freep(Table **t)
 }
 #define _cleanup_table_free_ __attribute__((cleanup(table_freep)))
 
-/* Appends one cell; rows fill from left to right. NULL is shown as "-". */
+/* Appends one cell. Rows fill from left to right, and NULL is shown as "-". */
 int table_add(Table *t, const char *cell);
 
 size_t table_rows(const Table *t);

@@ -5,7 +5,7 @@
 #include "ctl-args.h"
 
 /* One function per verb. Each returns 0 on success or a negative errno after printing the
- * failure; verb_vm_exec() returns the exit status to pass on instead. */
+ * failure. verb_vm_exec() returns the exit status to pass on instead. */
 
 int verb_image_pull(sd_bus *bus, const CtlArgs *args);
 int verb_image_list(sd_bus *bus, const CtlArgs *args);

@@ -203,7 +203,7 @@ int verb_vm_list(sd_bus *bus, const CtlArgs *args)
 }
 
 /* Writes one property as "Name=value", like 'systemctl show'. Properties whose name ends in
- * "At" are timestamps in usec since the epoch; arrays of strings are joined with spaces. */
+ * "At" are timestamps in usec since the epoch. Arrays of strings are joined with spaces. */
 static void property_print(const char *key, json_object *value)
 {
         size_t len = strlen(key);
@@ -312,8 +312,8 @@ static int exec_options_append(sd_bus_message *m, const CtlArgs *args)
         return sd_bus_message_close_container(m);
 }
 
-/* Maps the guest command's outcome to an exit status the way a shell does: 128 + signal for a
- * command killed by a signal, else its exit status, with 255 for values outside 0..255. */
+/* Maps the guest command's outcome to an exit status the way a shell does. A command killed by
+ * a signal gives 128 + signal, and an exit status outside 0..255 gives 255. */
 static int exec_exit_status(int32_t exit_status, int32_t signal)
 {
         if (signal > 0 && signal < 128)
@@ -362,7 +362,7 @@ int verb_vm_exec(sd_bus *bus, const CtlArgs *args)
         if (r < 0)
                 return ctl_log_errno(r, "%s: invalid reply to Exec", what);
 
-        /* Output that cannot be written is not the command's failure: its status still counts. */
+        /* The command's status still counts when its output cannot be written. */
         r = write_all(STDOUT_FILENO, out, out_size);
         if (r < 0)
                 fprintf(stderr, "bangerctl: Failed to write the output of '%s': %s\n",
