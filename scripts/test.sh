@@ -1,0 +1,174 @@
+#!/bin/bash
+# Run every test banger has: unit suites under ASan and UBSan, the fuzz
+# targets for a bounded number of runs, a release build, and the integration
+# scenarios in a booted systemd container with VMs under QEMU (TCG).
+#
+# Usage: scripts/test.sh
+#
+# Must run as root on Debian 12: it installs packages with apt-get, mounts
+# overlays and boots containers. Build directories go to build-ci-* in the
+# source tree and are reused by later runs. Environment:
+#   BANGER_SKIP_DEPS=1       skip scripts/install-deps.sh (packages present)
+#   BANGER_FUZZ_RUNS=N       inputs per fuzz target (default 20000)
+#   BANGER_FUZZ_MAX_SECONDS  time limit per fuzz target (default 120)
+#
+# Prints one line per part and a final "N passed, N failed" line, and exits
+# non-zero if any part failed. Logs go to build-ci-logs/.
+set -uo pipefail
+
+srcdir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$srcdir" || exit 2
+
+logdir=$srcdir/build-ci-logs
+asan_build=$srcdir/build-ci-asan
+fuzz_build=$srcdir/build-ci-fuzz
+release_build=$srcdir/build-ci-release
+fuzz_runs=${BANGER_FUZZ_RUNS:-20000}
+fuzz_max_seconds=${BANGER_FUZZ_MAX_SECONDS:-120}
+
+passed=0
+failed=0
+failed_parts=()
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "test.sh: must run as root (apt-get, mounts and systemd-nspawn); run: sudo scripts/test.sh" >&2
+	exit 2
+fi
+
+rm -rf "$logdir"
+mkdir -p "$logdir"
+
+pass() {
+	echo "ok   $1"
+	passed=$((passed + 1))
+}
+
+fail() {
+	echo "FAIL $1${2:+: $2}"
+	failed=$((failed + 1))
+	failed_parts+=("$1")
+}
+
+section() {
+	echo
+	echo "== $*"
+}
+
+# Run a command with its output in build-ci-logs/LOG.log. On failure, show
+# the last lines of that log.
+run_logged() {
+	local name=$1 log=$logdir/$2.log
+	shift 2
+	if "$@" >"$log" 2>&1; then
+		pass "$name"
+		return 0
+	fi
+	tail -n 40 "$log" | sed 's/^/    /'
+	fail "$name" "see $log"
+	return 1
+}
+
+# Configure BUILDDIR once with the given options, then build it. A build
+# directory left from an earlier run is reconfigured with the same options.
+setup_and_build() {
+	local builddir=$1
+	shift
+	if [[ -f $builddir/build.ninja ]]; then
+		meson setup --reconfigure "$builddir" "$@" || return 1
+	elif [[ -d $builddir/meson-private ]]; then
+		# An earlier configure failed half way.
+		meson setup --wipe "$builddir" "$@" || return 1
+	else
+		meson setup "$builddir" "$@" || return 1
+	fi
+	ninja -C "$builddir" -j2
+}
+
+setup_and_build_with_clang() {
+	(
+		export CC=clang
+		setup_and_build "$@"
+	)
+}
+
+section "packages"
+if [[ ${BANGER_SKIP_DEPS:-} == 1 ]]; then
+	echo "skipped (BANGER_SKIP_DEPS=1)"
+else
+	run_logged "install-deps.sh" install-deps sh "$srcdir/scripts/install-deps.sh"
+fi
+
+section "kernel"
+run_logged "fetch-kernel.sh" fetch-kernel "$srcdir/integration/fetch-kernel.sh" "$srcdir/integration/cache/kernel"
+
+section "unit tests under ASan and UBSan"
+if run_logged "build with -Db_sanitize=address,undefined" build-asan \
+	setup_and_build "$asan_build" -Db_sanitize=address,undefined -Dbuildtype=debug; then
+	meson test -C "$asan_build" --no-rebuild --num-processes 2 --print-errorlogs \
+		>"$logdir/meson-test.log" 2>&1
+	# One part per suite, from meson's machine-readable log.
+	while IFS=$'\t' read -r name result; do
+		if [[ $result == OK ]]; then
+			pass "unit $name"
+		else
+			fail "unit $name" "$result"
+		fi
+	done < <(jq -r '[.name, .result] | @tsv' "$asan_build/meson-logs/testlog.json" 2>/dev/null)
+	if [[ ! -s $asan_build/meson-logs/testlog.json ]]; then
+		tail -n 40 "$logdir/meson-test.log" | sed 's/^/    /'
+		fail "meson test" "no results in $asan_build/meson-logs/testlog.json"
+	fi
+	# Check prints a summary line per suite: "NN%: Checks: N, Failures: N, Errors: N".
+	grep -h -E '^[0-9]+%: Checks:' "$asan_build/meson-logs/testlog.txt" 2>/dev/null | sed 's/^/    /'
+fi
+
+section "fuzz targets"
+if run_logged "build fuzz targets with clang" build-fuzz \
+	setup_and_build_with_clang "$fuzz_build" -Dfuzz=true -Db_sanitize=address,undefined \
+	-Db_lundef=false -Dbuildtype=debug; then
+	for target in "$fuzz_build"/tests/fuzz-*; do
+		[[ -x $target && -f $target ]] || continue
+		name=${target##*/fuzz-}
+		corpus=$srcdir/tests/fuzz/corpus-$name
+		if [[ ! -d $corpus ]]; then
+			fail "fuzz $name" "seed corpus $corpus is missing"
+			continue
+		fi
+		# libFuzzer writes new inputs into its first directory, so that is a
+		# scratch folder and the seed corpus stays untouched.
+		scratch=$(mktemp -d /tmp/banger-fuzz-"$name".XXXXXX)
+		run_logged "fuzz $name ($fuzz_runs runs)" "fuzz-$name" \
+			"$target" -runs="$fuzz_runs" -max_total_time="$fuzz_max_seconds" \
+			-artifact_prefix="$logdir/fuzz-$name-" "$scratch" "$corpus"
+		rm -rf "$scratch"
+	done
+fi
+
+section "release build"
+release_ok=
+if run_logged "release build" build-release \
+	setup_and_build "$release_build" -Dbuildtype=release; then
+	release_ok=yes
+fi
+
+section "integration scenarios"
+for scenario in "$srcdir"/integration/test-*.sh; do
+	name=$(basename "$scenario" .sh)
+	if [[ -z $release_ok ]]; then
+		fail "integration $name" "skipped because the release build failed"
+		continue
+	fi
+	# The scenario prints its own checks; show them as they run.
+	if bash "$scenario" "$release_build" 2>&1 | tee "$logdir/$name.log" | sed 's/^/    /'; then
+		pass "integration $name"
+	else
+		fail "integration $name" "see $logdir/$name.log"
+	fi
+done
+
+echo
+if ((failed > 0)); then
+	echo "failed parts: ${failed_parts[*]}"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
