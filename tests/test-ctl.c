@@ -33,6 +33,8 @@ static const GoodCase good_cases[] = {
           CTL_KERNEL_IMPORT,
           "vmlinuz" },
         { { "kernel", "list" }, CTL_ACTION_RUN, CTL_KERNEL_LIST, NULL },
+        { { "kernel", "show", "--json", "k1" }, CTL_ACTION_RUN, CTL_KERNEL_SHOW, "k1" },
+        { { "image", "show", "alpine" }, CTL_ACTION_RUN, CTL_IMAGE_SHOW, "alpine" },
         { { "kernel", "rm", "k1" }, CTL_ACTION_RUN, CTL_KERNEL_RM, "k1" },
         { { "vm", "create", "--image", "debian:bookworm", "dev1" },
           CTL_ACTION_RUN,
@@ -79,6 +81,7 @@ static const BadCase bad_cases[] = {
         { { "machine", "list" }, "unknown command 'machine'", _CTL_VERB_INVALID },
         { { "vm", "frobnicate", "dev1" }, "unknown command 'vm frobnicate'", _CTL_VERB_INVALID },
         { { "vm", "start" }, "missing NAME", CTL_VM_START },
+        { { "image", "show", "--json" }, "missing NAME", CTL_IMAGE_SHOW },
         { { "image", "pull" }, "missing REF", CTL_IMAGE_PULL },
         { { "kernel", "import" }, "missing PATH", CTL_KERNEL_IMPORT },
         { { "vm", "start", "a", "b" }, "unexpected argument 'b'", CTL_VM_START },
@@ -251,6 +254,8 @@ START_TEST(test_verbs_needing_authorization)
         ck_assert(!ctl_verb_needs_authorization(CTL_VM_SHOW));
         ck_assert(!ctl_verb_needs_authorization(CTL_IMAGE_LIST));
         ck_assert(!ctl_verb_needs_authorization(CTL_KERNEL_LIST));
+        ck_assert(!ctl_verb_needs_authorization(CTL_IMAGE_SHOW));
+        ck_assert(!ctl_verb_needs_authorization(CTL_KERNEL_SHOW));
         ck_assert(ctl_verb_needs_authorization(CTL_VM_EXEC));
         ck_assert(ctl_verb_needs_authorization(CTL_VM_CONSOLE_LOG));
         ck_assert(ctl_verb_needs_authorization(CTL_IMAGE_PULL));

@@ -43,7 +43,7 @@ static const OptionInfo option_table[] = {
         { OPT_VERSION, "version", 0, NULL, "Show the version" },
         { OPT_NO_ASK_PASSWORD, "no-ask-password", 0, NULL,
           "Do not ask for a password when an action needs authentication" },
-        { OPT_JSON, "json", 0, NULL, "Print JSON instead of a table" },
+        { OPT_JSON, "json", 0, NULL, "Print the output as JSON" },
         { OPT_FORCE, "force", 'f', NULL, "Stop the VM at once, without a clean shutdown" },
         { OPT_NO_START, "no-start", 0, NULL, "Create the VM without starting it" },
         { OPT_NAME, "name", 0, "NAME", "Name of the imported kernel (default: from the file)" },
@@ -71,12 +71,16 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
                              "Pull an image from a registry and convert it to a root disk" },
         [CTL_IMAGE_LIST] = { "image", "list", OPT_JSON, NULL, "[--json]", "List images" },
         [CTL_IMAGE_RM] = { "image", "rm", 0, "NAME", "NAME", "Remove an image" },
+        [CTL_IMAGE_SHOW] = { "image", "show", OPT_JSON, "NAME", "[--json] NAME",
+                             "Show all properties of an image" },
         [CTL_KERNEL_IMPORT] = { "kernel", "import", OPT_NAME | OPT_MODULES, "PATH",
                                 "PATH [--name NAME] [--modules DIR]",
                                 "Import a kernel from a .deb, an unpacked package or a kernel "
                                 "file" },
         [CTL_KERNEL_LIST] = { "kernel", "list", OPT_JSON, NULL, "[--json]", "List kernels" },
         [CTL_KERNEL_RM] = { "kernel", "rm", 0, "NAME", "NAME", "Remove a kernel" },
+        [CTL_KERNEL_SHOW] = { "kernel", "show", OPT_JSON, "NAME", "[--json] NAME",
+                              "Show all properties of a kernel" },
         [CTL_VM_CREATE] = { "vm", "create",
                             OPT_IMAGE | OPT_KERNEL | OPT_VCPUS | OPT_MEMORY | OPT_NO_START, "NAME",
                             "--image REF [--kernel NAME] [--vcpus N] [--memory MIB] "
@@ -102,7 +106,9 @@ bool ctl_verb_needs_authorization(CtlVerb verb)
 {
         switch (verb) {
         case CTL_IMAGE_LIST:
+        case CTL_IMAGE_SHOW:
         case CTL_KERNEL_LIST:
+        case CTL_KERNEL_SHOW:
         case CTL_VM_LIST:
         case CTL_VM_SHOW:
                 return false;

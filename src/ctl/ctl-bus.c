@@ -410,6 +410,35 @@ int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, con
         return 0;
 }
 
+/* Writes one property as "Name=value", like 'systemctl show'. Properties whose name ends in
+ * "At" are timestamps in usec since the epoch. Arrays of strings are joined with spaces. */
+static void property_print(const char *key, json_object *value)
+{
+        size_t len = strlen(key);
+
+        printf("%s=", key);
+        if (len > 2 && streq(key + len - 2, "At") && json_object_is_type(value, json_type_int)) {
+                char buf[FORMAT_TIMESTAMP_MAX];
+
+                puts(format_timestamp(buf, sizeof(buf), json_object_get_uint64(value)));
+        } else if (json_object_is_type(value, json_type_string))
+                puts(json_object_get_string(value));
+        else if (json_object_is_type(value, json_type_array)) {
+                size_t n = json_object_array_length(value);
+
+                for (size_t i = 0; i < n; i++) {
+                        json_object *e = json_object_array_get_idx(value, i);
+
+                        printf("%s%s", i > 0 ? " " : "",
+                               json_object_is_type(e, json_type_string)
+                                       ? json_object_get_string(e)
+                                       : json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+                }
+                putchar('\n');
+        } else
+                puts(json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN));
+}
+
 int ctl_print_json(json_object *j)
 {
         int flags = isatty(STDOUT_FILENO) ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN;
@@ -785,4 +814,31 @@ int ctl_run_job(sd_bus *bus, sd_bus_message *m, const char *what)
                 return ctl_log_errno(r, "%s: invalid reply, expected a job path", what);
 
         return job_watch_wait(w, path, what);
+}
+
+int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                    const char *what, bool json)
+{
+        _cleanup_free_ char *path = NULL;
+        json_object *properties = NULL;
+        int r;
+
+        r = ctl_get_object(bus, getter, name, what, &path);
+        if (r < 0)
+                return r;
+
+        r = ctl_get_properties(bus, path, interface, what, &properties);
+        if (r < 0)
+                return r;
+
+        if (json)
+                r = ctl_print_json(properties);
+        else {
+                json_object_object_foreach(properties, key, value) property_print(key, value);
+                if (fflush(stdout) != 0)
+                        r = ctl_log_errno(negative_errno(), "Failed to write to standard output");
+        }
+
+        json_object_put(properties);
+        return r;
 }

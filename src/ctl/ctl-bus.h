@@ -64,6 +64,11 @@ int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, con
  * of numbers, and file descriptors become their number. */
 int ctl_message_read_json(sd_bus_message *m, json_object **ret);
 
+/* Looks up the object called name with getter and prints all properties of interface on it:
+ * "Name=value" lines, or a JSON object with json. */
+int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                    const char *what, bool json);
+
 /* Prints a JSON value to stdout, pretty-printed on a terminal, followed by a newline. */
 int ctl_print_json(json_object *j);
 

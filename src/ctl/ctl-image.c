@@ -143,3 +143,15 @@ int verb_image_rm(sd_bus *bus, const CtlArgs *args)
 
         return ctl_object_call(bus, "GetImage", args->name, BANGER_IMAGE_IFACE, "Delete", what, "");
 }
+
+int verb_image_show(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to show image '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        return ctl_show_object(bus, "GetImage", args->name, BANGER_IMAGE_IFACE, what, args->json);
+}

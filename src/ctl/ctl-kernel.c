@@ -166,3 +166,15 @@ int verb_kernel_rm(sd_bus *bus, const CtlArgs *args)
         return ctl_object_call(bus, "GetKernel", args->name, BANGER_KERNEL_IFACE, "Delete", what,
                                "");
 }
+
+int verb_kernel_show(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to show kernel '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        return ctl_show_object(bus, "GetKernel", args->name, BANGER_KERNEL_IFACE, what, args->json);
+}

@@ -10,10 +10,12 @@
 int verb_image_pull(sd_bus *bus, const CtlArgs *args);
 int verb_image_list(sd_bus *bus, const CtlArgs *args);
 int verb_image_rm(sd_bus *bus, const CtlArgs *args);
+int verb_image_show(sd_bus *bus, const CtlArgs *args);
 
 int verb_kernel_import(sd_bus *bus, const CtlArgs *args);
 int verb_kernel_list(sd_bus *bus, const CtlArgs *args);
 int verb_kernel_rm(sd_bus *bus, const CtlArgs *args);
+int verb_kernel_show(sd_bus *bus, const CtlArgs *args);
 
 int verb_vm_create(sd_bus *bus, const CtlArgs *args);
 int verb_vm_start(sd_bus *bus, const CtlArgs *args);

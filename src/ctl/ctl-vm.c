@@ -202,63 +202,16 @@ int verb_vm_list(sd_bus *bus, const CtlArgs *args)
         return 0;
 }
 
-/* Writes one property as "Name=value", like 'systemctl show'. Properties whose name ends in
- * "At" are timestamps in usec since the epoch. Arrays of strings are joined with spaces. */
-static void property_print(const char *key, json_object *value)
-{
-        size_t len = strlen(key);
-
-        printf("%s=", key);
-        if (len > 2 && streq(key + len - 2, "At") && json_object_is_type(value, json_type_int)) {
-                char buf[FORMAT_TIMESTAMP_MAX];
-
-                puts(format_timestamp(buf, sizeof(buf), json_object_get_uint64(value)));
-        } else if (json_object_is_type(value, json_type_string))
-                puts(json_object_get_string(value));
-        else if (json_object_is_type(value, json_type_array)) {
-                size_t n = json_object_array_length(value);
-
-                for (size_t i = 0; i < n; i++) {
-                        json_object *e = json_object_array_get_idx(value, i);
-
-                        printf("%s%s", i > 0 ? " " : "",
-                               json_object_is_type(e, json_type_string)
-                                       ? json_object_get_string(e)
-                                       : json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
-                }
-                putchar('\n');
-        } else
-                puts(json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN));
-}
-
 int verb_vm_show(sd_bus *bus, const CtlArgs *args)
 {
-        _cleanup_free_ char *what = NULL, *path = NULL;
-        json_object *properties = NULL;
+        _cleanup_free_ char *what = NULL;
         int r;
 
         r = ctl_format(&what, "Failed to show VM '%s'", args->name);
         if (r < 0)
                 return r;
 
-        r = ctl_get_object(bus, "GetVM", args->name, what, &path);
-        if (r < 0)
-                return r;
-
-        r = ctl_get_properties(bus, path, BANGER_VM_IFACE, what, &properties);
-        if (r < 0)
-                return r;
-
-        if (args->json)
-                r = ctl_print_json(properties);
-        else {
-                json_object_object_foreach(properties, key, value) property_print(key, value);
-                if (fflush(stdout) != 0)
-                        r = ctl_log_errno(negative_errno(), "Failed to write to standard output");
-        }
-
-        json_object_put(properties);
-        return r;
+        return ctl_show_object(bus, "GetVM", args->name, BANGER_VM_IFACE, what, args->json);
 }
 
 static int write_all(int fd, const void *data, size_t size)
