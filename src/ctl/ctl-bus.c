@@ -681,7 +681,8 @@ int job_watch_new(JobWatch **ret, sd_bus *bus)
         return 0;
 }
 
-/* Reads the job's properties once, in case it finished before the signals could tell. */
+/* Reads the job's properties once, because a job that finished before the match was added
+ * sends no more signals. */
 static int job_read_state(JobWatch *w, const char *what)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
@@ -742,8 +743,10 @@ int job_watch_wait(JobWatch *w, const char *job_path, const char *what)
         job_render_clear(w);
 
         if (!w->finished) {
-                fprintf(stderr, "bangerctl: %s: bangerd exited before job '%s' finished\n", what,
-                        job_path);
+                fprintf(stderr,
+                        "bangerctl: %s: bangerd exited before job '%s' finished; see "
+                        "'journalctl -u bangerd.service'\n",
+                        what, job_path);
                 return -ECONNRESET;
         }
         if (w->failed) {

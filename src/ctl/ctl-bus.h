@@ -7,7 +7,7 @@
 #include <systemd/sd-bus.h>
 
 /* The client side of banger's D-Bus API (docs/API.md), shared by bangerctl's verbs. Failures
- * are printed to stderr by the function that sees them, in the form "bangerctl: Failed to ...:
+ * are printed to stderr by the function that detects them, in the form "bangerctl: Failed to ...:
  * <reason>", so callers only pass the negative errno on. */
 
 #define BANGER_SERVICE       "org.banger1"
@@ -20,7 +20,8 @@
 #define BANGER_ERROR_ACCESS  "org.banger1.Error.AccessDenied"
 
 /* Timeout of calls that change state. They may wait for a password prompt or a guest boot, so
- * they wait until the daemon answers or the user interrupts. */
+ * they wait until the daemon answers or the user interrupts. sd-bus treats UINT64_MAX as no
+ * timeout (calc_elapse() in sd-bus.c). */
 #define CTL_TIMEOUT_INFINITE UINT64_MAX
 
 /* Connects to the system bus. With ask_password, method calls carry the flag that lets polkit
