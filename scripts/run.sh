@@ -54,8 +54,8 @@ work=$(mktemp -d /tmp/banger-run.XXXXXX)
 "$integration/build-test-image.sh" "$work/image" >/dev/null || die "build-test-image.sh failed"
 
 # Both modes define target_run USER CMD... (USER "" is root) and the paths
-# of the kernel package, the image layout and the integration scripts as
-# the target sees them.
+# of the kernel package, the image layout and the integration scripts where
+# the commands run.
 if [[ $(cat /proc/1/comm 2>/dev/null) == systemd ]]; then
 	mode=host
 	target_kernel=$kernel_deb
