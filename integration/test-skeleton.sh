@@ -137,8 +137,11 @@ expect_clean_error() {
 	local before after
 	before=$(snapshot)
 	expect_error "$name reports '$value'" "$value" alice "$@"
+	local rc=$RC
 	after=$(snapshot)
-	if [[ $before == "$after" ]]; then
+	if ((rc == 127)); then
+		fail "$name leaves nothing behind" "not checked, the command was not found"
+	elif [[ $before == "$after" ]]; then
 		pass "$name leaves nothing behind"
 	else
 		fail "$name leaves nothing behind" \
@@ -194,6 +197,7 @@ kernel_path=$MOUNTS/kernel/$(basename "$kernel_deb")
 # Installation: the sysusers.d file, D-Bus activation and polkit rules.
 expect_ok "sysusers.d creates user bangerd" "" getent passwd bangerd
 expect_ok "sysusers.d creates group banger" "" getent group banger
+expect_output "bangerd.service is installed" loaded "" systemctl show -p LoadState --value bangerd.service
 expect_ok "org.banger1 is activatable" "" sh -c \
 	'busctl --system list --activatable --no-legend | grep -q "^org\.banger1 "'
 
@@ -214,11 +218,12 @@ expect_ok "kernel import" alice bangerctl kernel import "$kernel_path" --name "$
 bctl kernel list
 if [[ $OUT == *"$KERNEL_NAME"* ]]; then pass "kernel list shows $KERNEL_NAME"; else fail "kernel list shows $KERNEL_NAME" "$OUT"; fi
 expect_ok "vm create vm1" alice bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
+vm1_created=$((RC == 0))
 
 expect_output "exec reads the hostname" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
 expect_output "exec reads layer 2" "$TEST_IMAGE_LINE" alice bangerctl vm exec vm1 -- cat /etc/banger-test
-run_as alice bangerctl vm exec vm1 -- cat /etc/delete-me
-if ((RC != 0)); then pass "whiteout removes /etc/delete-me"; else fail "whiteout removes /etc/delete-me" "cat printed '$OUT'"; fi
+expect_output "whiteout removes /etc/delete-me" absent alice \
+	bangerctl vm exec vm1 -- sh -c 'if [ -e /etc/delete-me ]; then echo present; else echo absent; fi'
 expect_output "opaque whiteout hides layer 1" new alice bangerctl vm exec vm1 -- ls /srv/opaque
 run_as alice bangerctl vm exec vm1 -- sh -c 'exit 3'
 if ((RC == 3)); then pass "exec returns the exit status"; else fail "exec returns the exit status" "exit $RC, expected 3"; fi
@@ -256,16 +261,20 @@ fi
 
 # With IdleTimeoutSec=5, bangerd exits when left alone. Poll for up to 120 s
 # so a slow machine does not fail the check.
+# systemctl reports "inactive" for a unit that does not exist, too.
 idle=
-for ((i = 0; i < 120; i++)); do
-	run_as "" systemctl is-active bangerd.service
-	if [[ $OUT == inactive ]]; then
-		idle=yes
-		break
-	fi
-	sleep 1
-done
-if [[ -n $idle ]]; then pass "bangerd exits when idle"; else fail "bangerd exits when idle" "still '$OUT' after 120 s"; fi
+run_as "" systemctl show -p LoadState --value bangerd.service
+if [[ $OUT == loaded ]]; then
+	for ((i = 0; i < 120; i++)); do
+		run_as "" systemctl is-active bangerd.service
+		if [[ $OUT == inactive ]]; then
+			idle=yes
+			break
+		fi
+		sleep 1
+	done
+fi
+if [[ -n $idle ]]; then pass "bangerd exits when idle"; else fail "bangerd exits when idle" "'$OUT' after 120 s"; fi
 state=$(vm_state vm1)
 if [[ $state == running ]]; then pass "activation finds vm1 running"; else fail "activation finds vm1 running" "state '$state'"; fi
 expect_output "bangerd is active again" active "" systemctl is-active bangerd.service
@@ -278,9 +287,11 @@ if ((RC != 0)) && [[ ${ERR,,} =~ (not\ authorized|access\ denied|accessdenied|no
 else
 	fail "bob's vm create is denied" "$(first_error_line)"
 fi
-state=$(vm_state bobvm)
-expect_ok "bob's denied create leaves no VM record" "" test ! -e /var/lib/banger/vms/bobvm
-if [[ -z $state ]]; then pass "bob's denied create leaves no VM"; else fail "bob's denied create leaves no VM" "bobvm is '$state'"; fi
+if ((RC != 127)); then
+	state=$(vm_state bobvm)
+	expect_ok "bob's denied create leaves no VM record" "" test ! -e /var/lib/banger/vms/bobvm
+	if [[ -z $state ]]; then pass "bob's denied create leaves no VM"; else fail "bob's denied create leaves no VM" "bobvm is '$state'"; fi
+fi
 
 # Bad inputs fail with a message that names the value and leave nothing.
 expect_clean_error "pull of an unknown repository" "$REGISTRY/no-such-image" \
@@ -298,7 +309,14 @@ expect_clean_error "vm create with a duplicate name" vm1 \
 	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
 expect_output "vm1 survives the duplicate create" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
 
-# Stop and delete.
+# Stop and delete. The checks for leftovers mean something only if vm1 was
+# ever made.
+if ((!vm1_created)); then
+	fail "vm stop and rm" "not checked, vm create vm1 failed"
+	dump_diagnostics
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
 expect_ok "vm stop" alice bangerctl vm stop vm1
 state=$(vm_state vm1)
 if [[ $state == stopped ]]; then pass "vm list shows vm1 stopped"; else fail "vm list shows vm1 stopped" "state '$state'"; fi
