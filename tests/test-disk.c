@@ -139,7 +139,7 @@ START_TEST(disk_clone_keeps_holes_and_content)
         ck_assert_int_eq(stat(dst, &d), 0);
         ck_assert_int_eq(d.st_size, s.st_size);
         ck_assert_int_eq(d.st_mode & 07777, 0640);
-        /* The clone allocates no more than the source: its holes stayed holes. */
+        /* The clone allocates no more blocks than the source, so its holes stayed holes. */
         ck_assert_msg(d.st_blocks <= s.st_blocks, "'%s': %lld blocks, source has %lld",
                       files[file].name, (long long)d.st_blocks, (long long)s.st_blocks);
         assert_same_content(src, dst);

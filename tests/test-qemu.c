@@ -404,8 +404,8 @@ START_TEST(qemu_spawn_appends_to_log)
 
         ck_assert_int_eq(read_full_file(log, 1 << 20, &text, NULL), 0);
         ck_assert(strneq(text, "previous run\n", 13));
-        ck_assert_msg(strstr(text, "could not open kernel file '/nonexistent/vmlinux'"),
-                      "log: %s", text);
+        ck_assert_msg(strstr(text, "could not open kernel file '/nonexistent/vmlinux'"), "log: %s",
+                      text);
 }
 END_TEST
 

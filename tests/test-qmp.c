@@ -310,7 +310,7 @@ static void send_oversized_line(int fd)
         send_text(fd, "\"}\r\n");
 }
 
-/* Answers one command line. Returns false when the server should hang up. */
+/* Replies to one command line. Returns false when the server should hang up. */
 static bool serve_command(int fd, const char *line)
 {
         json_object *o = json_tokener_parse(line), *v;
@@ -439,7 +439,7 @@ START_TEST(qmp_recovers_after_bad_lines)
         fake_server_start(GREETING);
         q = open_scratch_socket("fake.sock", 0);
 
-        /* The reply that follows each bad line belongs to the failed command; the next command
+        /* The reply that follows each bad line belongs to the failed command, so the next command
          * must skip it by id and get its own. */
         ck_assert_int_eq(qmp_execute(q, "garbage", NULL, TIMEOUT_USEC, NULL, NULL), -EBADMSG);
         ck_assert_int_eq(qmp_execute(q, "ping", NULL, TIMEOUT_USEC, NULL, NULL), 0);

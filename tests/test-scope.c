@@ -94,7 +94,7 @@ START_TEST(scope_rejects_invalid_spec)
 }
 END_TEST
 
-/* The tests below need systemd as PID 1 and run only where sd_booted() says so, for example
+/* The tests below need systemd as PID 1 and do nothing unless sd_booted() reports it, as it does
  * inside a booted container. */
 
 static pid_t start_sleeper(void)
@@ -174,7 +174,7 @@ START_TEST(scope_start_and_stop)
         unit_property(spec.unit, "Description", value, sizeof(value));
         ck_assert_str_eq(value, "banger scope test");
 
-        /* A second scope of the same name is refused. */
+        /* A second scope of the same name is rejected. */
         ck_assert_int_lt(scope_start(&spec, TIMEOUT_USEC, &error), 0);
         ck_assert_ptr_nonnull(error);
 

@@ -13,9 +13,9 @@
 
 #define COPY_CHUNK (1024U * 1024U)
 
-/* The errors with which FICLONE says "not here" rather than "failed": no reflink support in the
- * file system (EOPNOTSUPP, ENOTTY, EINVAL), or source and destination on different file systems
- * (EXDEV). */
+/* The errors with which FICLONE reports that cloning is impossible here rather than failed. They
+ * mean no reflink support in the file system (EOPNOTSUPP, ENOTTY, EINVAL, ENOSYS), or source and
+ * destination on different file systems (EXDEV). */
 static bool clone_unsupported(int error)
 {
         return error == EOPNOTSUPP || error == ENOTTY || error == EINVAL || error == EXDEV ||

@@ -169,7 +169,7 @@ static int strv_extend_many(char ***l, const char *const *args, size_t n)
         return 0;
 }
 
-/* Appends an option whose value is built with printf; path arguments must already be escaped. */
+/* Appends an option whose value is built with printf. Path arguments must already be escaped. */
 __attribute__((format(printf, 3, 4))) static int strv_extend_option(char ***l, const char *option,
                                                                     const char *format, ...)
 {
@@ -235,7 +235,7 @@ static int build_kernel_cmdline(const QemuConfig *c, QemuAccel accel, char **ret
 int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
 {
         _cleanup_free_ char *cmdline = NULL, *disk = NULL, *console = NULL, *qmp = NULL,
-                            *agent = NULL, *port = NULL;
+                            *agent = NULL;
         _cleanup_strv_free_ char **argv = NULL;
         QemuAccel accel;
         int r;
@@ -257,8 +257,8 @@ int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
         if (!disk || !console || !qmp || !agent)
                 return -ENOMEM;
 
-        /* microvm keeps its default ACPI: Debian's kernels find virtio-mmio devices through ACPI
-         * and ignore them on the kernel command line. */
+        /* ACPI stays on because Debian's kernels find virtio-mmio devices through ACPI and ignore
+         * them on the kernel command line. */
         r = strv_extend_all(&argv, c->binary, "-M", "microvm,acpi=on", "-accel",
                             qemu_accel_to_string(accel), "-cpu",
                             accel == QEMU_ACCEL_KVM ? "host" : "max", "-nodefaults",
@@ -340,7 +340,8 @@ static _Noreturn void spawn_child(char *const *argv, char *const *envp, int null
         sigset_t all;
         int error;
 
-        /* An sd-event caller blocks the signals it handles; QEMU must see SIGTERM and SIGINT. */
+        /* An sd-event caller blocks the signals it handles, but QEMU must see SIGTERM and SIGINT.
+         */
         for (int sig = 1; sig < _NSIG; sig++)
                 (void)sigaction(sig, &sa, NULL);
         sigemptyset(&all);

@@ -282,7 +282,7 @@ static int fill_buffer(Qmp *q, uint64_t deadline)
 }
 
 /* Reads the next non-empty line and parses it. A malformed line returns -EBADMSG and an
- * over-long one -EMSGSIZE; in both cases the line is consumed so the next call continues with
+ * over-long one -EMSGSIZE. In both cases the line is consumed so the next call continues with
  * the following message. */
 static int read_message(Qmp *q, uint64_t deadline, QmpMessage *ret)
 {

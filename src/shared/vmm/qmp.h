@@ -29,7 +29,7 @@ int qmp_query_status(Qmp *q, uint64_t timeout_usec, char **ret);
 /* Parsing of single QMP messages, separate from the socket so it can be tested and fuzzed. */
 
 /* The largest QMP message accepted, newline excluded. Replies to the commands banger sends are a
- * few hundred bytes; a longer line is skipped and reported as -EMSGSIZE. */
+ * few hundred bytes. A longer line is skipped and reported as -EMSGSIZE. */
 #define QMP_MESSAGE_MAX (1024U * 1024U)
 
 typedef enum QmpMessageType {
@@ -50,8 +50,9 @@ typedef struct QmpMessage {
         char *event;        /* for QMP_MESSAGE_EVENT, else NULL */
 } QmpMessage;
 
-/* Parses one message of size bytes (no NUL needed; trailing whitespace such as "\r" is
- * ignored). Returns -EBADMSG for anything that is not a single JSON object of a known QMP
- * shape, -EMSGSIZE above QMP_MESSAGE_MAX. */
+/* Parses one message of size bytes, which need not end in NUL. Trailing whitespace such as "\r" is
+ * ignored. Returns -EBADMSG for anything that is not a single JSON object of a known QMP shape,
+ * and -EMSGSIZE above QMP_MESSAGE_MAX. On success *ret is filled and must be released with
+ * qmp_message_done(). */
 int qmp_message_parse(const char *data, size_t size, QmpMessage *ret);
 void qmp_message_done(QmpMessage *m);
