@@ -70,7 +70,7 @@ static void gate_open(Gate *g)
 {
         pthread_mutex_lock(&g->lock);
         g->open = true;
-        pthread_cond_signal(&g->cond);
+        pthread_cond_broadcast(&g->cond);
         pthread_mutex_unlock(&g->lock);
 }
 
@@ -205,7 +205,7 @@ START_TEST(job_failure_keeps_message)
         ck_assert_str_eq(j->error, "Registry '127.0.0.1:1' is not reachable");
         ck_assert_str_eq(j->result, "/");
         ck_assert_int_eq(k->state, JOB_FAILED);
-        ck_assert_str_eq(k->error, "Failed to pull-image 'y': Input/output error");
+        ck_assert_str_eq(k->error, "Job pull-image for 'y' failed: Input/output error");
         ck_assert(rec.saw_progress);
         sd_event_unref(rec.event);
 }

@@ -207,7 +207,7 @@ static void job_finish(Job *j, int r, char *worker_error)
                 free(j->error);
                 if (error)
                         j->error = TAKE_PTR(error);
-                else if (asprintf(&j->error, "Failed to %s '%s': %s", j->operation, j->target,
+                else if (asprintf(&j->error, "Job %s for '%s' failed: %s", j->operation, j->target,
                                   strerror(-r)) < 0)
                         j->error = NULL;
                 if (!j->error)

@@ -10,6 +10,8 @@
 /* CheckAuthorization flag: polkit may ask the user for a password through an agent. */
 #define POLKIT_ALLOW_USER_INTERACTION 1u
 
+#define INTERACTIVE_TIMEOUT_USEC (120ULL * 1000000ULL)
+
 static int append_details(sd_bus_message *m, const char *vm_name, const char *verb)
 {
         int r;
@@ -72,9 +74,10 @@ int polkit_check(sd_bus_message *message, const char *action, const char *vm_nam
         if (r < 0)
                 return r;
 
-        /* Interactive authorization may wait for the user; the default timeout of 25 s would
-         * cut it short. */
-        r = sd_bus_call(bus, call, flags ? UINT64_MAX : 0, &polkit_error, &reply);
+        /* Interactive authorization waits for the user to answer an agent, longer than the
+         * default call timeout of 25 s allows. The loop is blocked meanwhile.
+         * TODO: check asynchronously so other clients are served while a user types. */
+        r = sd_bus_call(bus, call, flags ? INTERACTIVE_TIMEOUT_USEC : 0, &polkit_error, &reply);
         if (r < 0) {
                 log_error("Failed to check authorization '%s' for '%s' with polkit: %s", action,
                           sender, polkit_error.message ?: strerror(-r));
