@@ -75,6 +75,7 @@ static int add_job_removed_match(sd_bus *bus, JobWait *w, sd_bus_slot **ret_slot
  * arrived while the method call was pending are queued by sd-bus and handled here. */
 static int wait_for_job(sd_bus *bus, JobWait *w, uint64_t deadline)
 {
+        uint64_t now;
         int r;
 
         for (;;) {
@@ -86,9 +87,10 @@ static int wait_for_job(sd_bus *bus, JobWait *w, uint64_t deadline)
                 if (r > 0)
                         continue;
 
-                if (now_usec() >= deadline)
+                now = now_usec();
+                if (now >= deadline)
                         return -ETIMEDOUT;
-                r = sd_bus_wait(bus, deadline == UINT64_MAX ? UINT64_MAX : deadline - now_usec());
+                r = sd_bus_wait(bus, deadline == UINT64_MAX ? UINT64_MAX : deadline - now);
                 if (r < 0 && r != -EINTR)
                         return r;
         }
