@@ -21,7 +21,7 @@
 #define SCOPE_SUFFIX  ".scope"
 #define UNIT_NAME_MAX 255 /* systemd's limit, terminating NUL excluded */
 
-/* The JobRemoved signal awaited for one job. systemd sends it to the client that queued the job
+/* The JobRemoved signal awaited for one job. systemd 252 sends it to the client that queued the job
  * even without Subscribe(), because it tracks the job's requester. */
 typedef struct JobWait {
         const char *job_path; /* NULL until the method reply names the job */
