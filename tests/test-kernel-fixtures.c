@@ -223,11 +223,13 @@ static Buffer fixture_module(const char *name, const char *depends, const char *
                               .sh_offset = sizeof(eh) + modinfo.size,
                               .sh_size = sizeof(shstrtab) };
         sh[3] = (Elf64_Shdr){ .sh_name = 20, .sh_type = SHT_PROGBITS };
-        eh.e_shoff = sizeof(eh) + modinfo.size + sizeof(shstrtab);
+        /* Section headers are 8-byte aligned, as linkers place them. */
+        eh.e_shoff = (sizeof(eh) + modinfo.size + sizeof(shstrtab) + 7) & ~(size_t)7;
 
         buffer_append(&b, &eh, sizeof(eh));
         buffer_append(&b, modinfo.data, modinfo.size);
         buffer_append(&b, shstrtab, sizeof(shstrtab));
+        buffer_append_zeros(&b, eh.e_shoff - b.size);
         buffer_append(&b, sh, sizeof(sh));
         /* Signed modules carry this trailer after the ELF data. */
         buffer_append(&b, "~Module signature appended~\n", 28);
