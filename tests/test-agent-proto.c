@@ -7,7 +7,7 @@
 #include "macro.h"
 #include "strv.h"
 
-/* Decodes the single frame that b holds and checks that it takes all of b. */
+/* Decodes the single frame in b and checks that it takes all of b. */
 static AgentFrame decode_whole(const AgentBuffer *b)
 {
         AgentFrame f;

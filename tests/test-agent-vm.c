@@ -32,6 +32,7 @@
 
 static char workdir[] = "/tmp/banger-test-agent-vm.XXXXXX";
 static char socket_path[256];
+static char qmp_path[256];
 static pid_t qemu_pid;
 static const char *skip_reason;
 
@@ -61,7 +62,8 @@ static int build_images(const char *kernel_dir, const char *build_dir)
                 "mkdir -p initrd/etc/banger initrd/dev initrd/lib/modules/$REL\n"
                 "cp \"$B/src/guest/banger-init\" initrd/init\n"
                 "cp \"$B/src/guest/banger-agent\" initrd/banger-agent\n"
-                "for m in virtio_ring virtio virtio_mmio virtio_blk virtio_console; do\n"
+                "for m in virtio_ring virtio virtio_mmio virtio_blk virtio_console button evdev; "
+                "do\n"
                 "  p=$(find \"$K/lib/modules/$REL\" -name \"$m.ko\" | head -n1)\n"
                 "  cp \"$p\" initrd/lib/modules/$REL/\n"
                 "  echo \"/lib/modules/$REL/$m.ko\" >> initrd/etc/banger/modules\n"
@@ -103,7 +105,8 @@ static unsigned host_khz(void)
 static int start_qemu(void)
 {
         _cleanup_free_ char *kernel = NULL, *kernel_path_file = NULL, *append = NULL,
-                            *initrd = NULL, *drive = NULL, *serial = NULL, *chardev = NULL;
+                            *initrd = NULL, *drive = NULL, *serial = NULL, *chardev = NULL,
+                            *qmp = NULL;
         size_t size;
         int r;
 
@@ -115,11 +118,13 @@ static int start_qemu(void)
         kernel[strcspn(kernel, "\n")] = '\0';
 
         snprintf(socket_path, sizeof(socket_path), "%s/agent.sock", workdir);
+        snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", workdir);
         if (asprintf(&append, "console=ttyS0 reboot=t panic=-1 tsc_early_khz=%u", host_khz()) < 0 ||
             asprintf(&initrd, "%s/initramfs.img", workdir) < 0 ||
             asprintf(&drive, "id=root,file=%s/root.ext4,format=raw,if=none", workdir) < 0 ||
             asprintf(&serial, "file:%s/console.log", workdir) < 0 ||
-            asprintf(&chardev, "socket,id=agent,path=%s,server=on,wait=off", socket_path) < 0)
+            asprintf(&chardev, "socket,id=agent,path=%s,server=on,wait=off", socket_path) < 0 ||
+            asprintf(&qmp, "unix:%s,server=on,wait=off", qmp_path) < 0)
                 return -ENOMEM;
 
         char *argv[] = {
@@ -153,6 +158,8 @@ static int start_qemu(void)
                 chardev,
                 "-device",
                 "virtserialport,chardev=agent,name=" GUEST_AGENT_PORT_NAME,
+                "-qmp",
+                qmp,
                 NULL,
         };
 
@@ -198,6 +205,8 @@ static void vm_teardown(void)
         }
         if (workdir[sizeof(workdir) - 2] != 'X' && !getenv("BANGER_TEST_KEEP"))
                 (void)rm_rf(workdir);
+        /* Restore the template for the next test case's mkdtemp(). */
+        memcpy(workdir + sizeof(workdir) - 7, "XXXXXX", 6);
 }
 
 #define SKIP_WITHOUT_VM()                                           \
@@ -444,6 +453,30 @@ START_TEST(test_shutdown_ends_qemu)
 }
 END_TEST
 
+START_TEST(test_power_button_ends_qemu)
+{
+        SKIP_WITHOUT_VM();
+        static const char commands[] = "{\"execute\": \"qmp_capabilities\"}\n"
+                                       "{\"execute\": \"system_powerdown\"}\n";
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        strcpy(sa.sun_path, qmp_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(send(fd, commands, strlen(commands), MSG_NOSIGNAL),
+                         (ssize_t)strlen(commands));
+
+        /* banger-init handles the ACPI power button and powers off, which ends QEMU. */
+        while (!process_exited(qemu_pid)) {
+                struct timespec ts = { .tv_nsec = 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        close(fd);
+}
+END_TEST
+
 static Suite *agent_vm_suite(void)
 {
         Suite *s = suite_create("agent-vm");
@@ -464,6 +497,13 @@ static Suite *agent_vm_suite(void)
         tcase_add_test(tc, test_disconnect_mid_frame);
         tcase_add_test(tc, test_exec_timeout_then_exec);
         tcase_add_test(tc, test_shutdown_ends_qemu);
+        suite_add_tcase(s, tc);
+
+        /* A second VM, for the power-off path the VMM uses without the agent. */
+        tc = tcase_create("power-button");
+        tcase_add_unchecked_fixture(tc, vm_setup, vm_teardown);
+        tcase_set_timeout(tc, 600);
+        tcase_add_test(tc, test_power_button_ends_qemu);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1,7 +1,7 @@
 /* banger-agent: serves the host's requests on a virtio-serial port inside the guest.
  *
  * One request at a time: a handshake, an EXEC whose output streams back as STDOUT and STDERR
- * frames until EXIT, or a SHUTDOWN. The host may go away at any moment; the agent then kills
+ * frames until EXIT, or a SHUTDOWN. The host may go away at any moment. The agent then kills
  * the running command, drops what it had queued and waits for the next connection. */
 
 #include <dirent.h>
@@ -52,8 +52,6 @@ typedef struct Agent {
         AgentBuffer in;
         AgentBuffer out;
         Exec exec;
-        /* Commands killed after a disconnect, reaped without an EXIT frame. */
-        pid_t orphans[16];
 } Agent;
 
 static void exec_close_pipes(Exec *e)
@@ -172,16 +170,6 @@ static int flush_output_blocking(Agent *a, int timeout_ms)
         }
 }
 
-static void remember_orphan(Agent *a, pid_t pid)
-{
-        for (size_t i = 0; i < ELEMENTSOF(a->orphans); i++)
-                if (a->orphans[i] == 0) {
-                        a->orphans[i] = pid;
-                        return;
-                }
-        /* All slots are taken: the zombie is still reaped by the waitpid(-1) loop. */
-}
-
 static void abort_exec(Agent *a)
 {
         Exec *e = &a->exec;
@@ -189,9 +177,11 @@ static void abort_exec(Agent *a)
         if (e->pid == 0)
                 return;
 
+        /* The waitpid(-1) loop in handle_signals() reaps it later, without an EXIT frame. */
         if (!e->reaped) {
                 (void)kill(-e->pid, SIGKILL);
-                remember_orphan(a, e->pid);
+                /* The child may not have called setsid() yet. */
+                (void)kill(e->pid, SIGKILL);
         }
         exec_close_pipes(e);
         *e = (Exec){ .out_fd = -EBADF, .err_fd = -EBADF };
@@ -359,8 +349,8 @@ static void handle_exec(Agent *a, const AgentFrame *f)
 
 static void handle_shutdown(Agent *a, const AgentFrame *f)
 {
-        /* Only banger-init powers the VM off; refuse when run any other way, so a test run on
-         * a host never signals the host's PID 1. */
+        /* Only banger-init powers the VM off. An agent started any other way rejects the
+         * request, so a test run on a host never signals the host's PID 1. */
         if (getppid() != 1) {
                 send_error(a, f->request_id, EPERM,
                            "Not started by banger-init, so not powering off");
@@ -441,7 +431,7 @@ static bool read_port(Agent *a)
         }
 }
 
-/* Moves what a pipe holds into STDOUT or STDERR frames. Returns false at end of file. */
+/* Moves the data in a pipe into STDOUT or STDERR frames. Returns false at end of file. */
 static bool read_pipe(Agent *a, int fd, AgentMessageType type)
 {
         uint8_t buf[AGENT_OUTPUT_CHUNK_MAX];
@@ -507,9 +497,6 @@ static int handle_signals(Agent *a)
                         a->exec.reaped = true;
                         a->exec.status = status;
                 }
-                for (size_t i = 0; i < ELEMENTSOF(a->orphans); i++)
-                        if (a->orphans[i] == pid)
-                                a->orphans[i] = 0;
         }
         return 0;
 }

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <linux/input.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -476,7 +478,7 @@ static int setup_signals(void)
         sigaddset(&mask, SIGPWR);
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
-        fd = signalfd(-1, &mask, SFD_CLOEXEC);
+        fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (fd < 0)
                 return guest_log_errno(-errno, "Failed to create a signalfd");
 
@@ -485,10 +487,70 @@ static int setup_signals(void)
         return fd;
 }
 
+#define POWER_BUTTONS_MAX 4
+
+static bool test_bit(const unsigned long *bits, unsigned bit)
+{
+        return bits[bit / (8 * sizeof(long))] & (1UL << (bit % (8 * sizeof(long))));
+}
+
+/* Opens the input devices that have a power key, such as the ACPI power button that QEMU's
+ * system_powerdown presses. They exist only when the button and evdev modules are loaded. */
+static size_t open_power_buttons(int *fds)
+{
+        size_t n = 0;
+        DIR *d;
+        struct dirent *de;
+
+        d = opendir("/dev/input");
+        if (!d)
+                return 0;
+
+        while ((de = readdir(d)) && n < POWER_BUTTONS_MAX) {
+                unsigned long keys[KEY_MAX / (8 * sizeof(long)) + 1] = {};
+                char path[300];
+                int fd;
+
+                if (!strneq(de->d_name, "event", 5))
+                        continue;
+                snprintf(path, sizeof(path), "/dev/input/%s", de->d_name);
+                fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                if (ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) < 0 ||
+                    !test_bit(keys, KEY_POWER)) {
+                        close(fd);
+                        continue;
+                }
+                fds[n++] = fd;
+        }
+
+        closedir(d);
+        return n;
+}
+
+static bool power_key_pressed(int fd)
+{
+        struct input_event ev[16];
+        ssize_t n;
+
+        n = read(fd, ev, sizeof(ev));
+        for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(ev[0]); i++)
+                if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER && ev[i].value == 1)
+                        return true;
+        return false;
+}
+
 static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig *c)
 {
         pid_t agent = start_agent(), command;
         uint64_t agent_started = guest_now_usec();
+        struct pollfd p[1 + POWER_BUTTONS_MAX] = { { .fd = signal_fd, .events = POLLIN } };
+        int buttons[POWER_BUTTONS_MAX];
+        size_t n_buttons = open_power_buttons(buttons);
+
+        for (size_t i = 0; i < n_buttons; i++)
+                p[1 + i] = (struct pollfd){ .fd = buttons[i], .events = POLLIN };
 
         guest_log("ready");
         command = start_command(c);
@@ -498,6 +560,15 @@ static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig
                 int status;
                 pid_t pid;
 
+                if (poll(p, 1 + n_buttons, -1) < 0)
+                        continue;
+                for (size_t i = 0; i < n_buttons; i++)
+                        if (p[1 + i].revents && power_key_pressed(buttons[i])) {
+                                guest_log("Power button pressed, powering off");
+                                power_off();
+                        }
+                if (!(p[0].revents & POLLIN))
+                        continue;
                 if (read(signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
                         continue;
 

@@ -237,7 +237,7 @@ int guest_resolve_user(const char *root, const char *spec, uid_t *ret_uid, gid_t
         }
 
         /* TODO: a bare numeric uid gets gid 0 even when /etc/passwd lists it with another
-         * group; docker takes the group from the passwd entry in that case. */
+         * group. Docker takes the group from the passwd entry in that case. */
         *ret_uid = uid;
         *ret_gid = have_gid ? gid : 0;
         return 0;

@@ -13,7 +13,7 @@
 
 void guest_log_open(const char *program);
 void guest_log(const char *format, ...) __attribute__((format(printf, 1, 2)));
-/* Logs the message followed by ": " and strerror(-error); returns error. */
+/* Logs the message followed by ": " and strerror(-error), and returns error. */
 int guest_log_errno(int error, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 uint64_t guest_now_usec(void);

@@ -5,7 +5,7 @@
 
 #include "guest-config.h"
 
-/* Parses arbitrary bytes; whatever parses must format and parse again to the same text. */
+/* Parses arbitrary bytes. Whatever parses must format and parse again to the same text. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         GuestConfig *c = NULL, *again = NULL;

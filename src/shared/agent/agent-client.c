@@ -284,7 +284,7 @@ static int connection_open_ready(AgentConnection *c, const char *socket_path, ui
         return r;
 }
 
-/* Errors that a VM still booting or an agent restarting produce. */
+/* Returns whether r is an error of a VM still booting or an agent restarting, worth a retry. */
 static bool error_is_transient(int r)
 {
         return r == -ENOENT || r == -ECONNREFUSED || r == -EAGAIN || r == -ECONNRESET ||

@@ -56,7 +56,7 @@ int agent_frame_decode(const uint8_t *buf, size_t size, AgentFrame *ret, size_t 
         uint32_t length;
         uint16_t type, flags;
 
-        /* Judge each header field as soon as its bytes are there, so garbage is rejected
+        /* Check each header field as soon as its bytes arrive, so garbage is rejected
          * without waiting for a full header. */
         for (size_t i = 0; i < 4 && i < size; i++)
                 if (buf[i] != (uint8_t)(AGENT_FRAME_MAGIC >> (8 * i)))

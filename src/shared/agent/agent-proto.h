@@ -32,7 +32,7 @@
  * guest. */
 #define AGENT_OUTPUT_CHUNK_MAX (32u * 1024u - AGENT_FRAME_HEADER_SIZE)
 
-/* Path of banger-agent inside the initramfs; banger-init starts it from there. */
+/* Path of banger-agent inside the initramfs, where banger-init starts it. */
 #define AGENT_GUEST_PATH "/banger-agent"
 
 typedef enum AgentMessageType {
@@ -67,10 +67,11 @@ typedef struct AgentFrame {
         uint32_t payload_size;
 } AgentFrame;
 
-/* Decodes one frame from the start of buf. Returns 0 when buf holds only part of a frame (read
- * more and call again with the longer buffer), 1 with *ret and *ret_consumed set when a whole
- * frame was decoded, and -EBADMSG when buf does not start with a valid header: a wrong magic,
- * a payload over AGENT_FRAME_MAX, an unknown type or non-zero flags. */
+/* Decodes one frame from the start of buf. Returns 0 when buf contains only part of a frame, so
+ * the caller reads more and calls again with the longer buffer. Returns 1 with *ret and
+ * *ret_consumed set when a whole frame was decoded. Returns -EBADMSG when buf does not start
+ * with a valid header: a wrong magic, a payload over AGENT_FRAME_MAX, an unknown type or
+ * non-zero flags. */
 int agent_frame_decode(const uint8_t *buf, size_t size, AgentFrame *ret, size_t *ret_consumed);
 
 /* Returns how many leading bytes of buf to drop after -EBADMSG: the offset of the next
@@ -94,7 +95,7 @@ int agent_buffer_append(AgentBuffer *b, const void *data, size_t size);
 int agent_frame_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
                        const void *payload, size_t size);
 
-/* Reads fields of a payload in order; every getter returns -EBADMSG when the payload is too
+/* Reads fields of a payload in order. Every getter returns -EBADMSG when the payload is too
  * short. */
 typedef struct AgentReader {
         const uint8_t *p;
@@ -109,7 +110,7 @@ static inline AgentReader agent_reader_init(const AgentFrame *f)
 int agent_read_u32(AgentReader *r, uint32_t *ret);
 int agent_read_i32(AgentReader *r, int32_t *ret);
 int agent_read_u64(AgentReader *r, uint64_t *ret);
-/* Returns a new NUL-terminated copy; a string containing a NUL byte is -EBADMSG. */
+/* Returns a new NUL-terminated copy. A string containing a NUL byte is -EBADMSG. */
 int agent_read_string(AgentReader *r, char **ret);
 /* Returns -EBADMSG unless every byte has been read. */
 int agent_read_end(const AgentReader *r);
@@ -141,8 +142,8 @@ void agent_hello_done(AgentHello *h);
 void agent_exec_done(AgentExec *e);
 void agent_error_done(AgentError *e);
 
-/* Encoders append a whole frame to b; decoders parse the payload of a frame of the matching
- * type and return -EBADMSG for a malformed or trailing-garbage payload. */
+/* Encoders append a whole frame to b. Decoders parse the payload of a frame of the matching
+ * type and return -EBADMSG for a malformed payload or one with bytes left over. */
 int agent_hello_append(AgentBuffer *b, AgentMessageType type, uint32_t request_id,
                        const AgentHello *h);
 int agent_hello_decode(const AgentFrame *f, AgentHello *ret);

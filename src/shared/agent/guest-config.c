@@ -8,8 +8,8 @@
 #include "macro.h"
 #include "strv.h"
 
-/* Longest line the parser accepts, escapes included. An argv or env entry longer than this is
- * rejected by both the formatter and the parser. */
+/* Maximum line length the parser accepts, escapes included. An argv or env entry longer than this
+ * is rejected by both the formatter and the parser. */
 #define GUEST_CONFIG_LINE_MAX (64u * 1024u)
 
 /* sethostname() accepts at most HOST_NAME_MAX (64) bytes. */
@@ -343,7 +343,7 @@ int guest_config_parse(const char *text, size_t size, GuestConfig **ret, unsigne
                         r = -EINVAL;
                         break;
                 }
-                /* Blank lines separate nothing but are harmless. */
+                /* Blank lines are allowed and ignored. */
                 if (n == 0)
                         continue;
 
