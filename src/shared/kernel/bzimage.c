@@ -302,8 +302,8 @@ int bzimage_extract_vmlinux(const void *data, size_t size, int out_fd, uint64_t 
                 return r;
 
         /* The kernel build appends the decompressed size as 4 little-endian bytes to every
-         * compressed payload. For gzip these bytes are the gzip trailer's ISIZE field itself;
-         * for the other formats they follow the stream and are not part of it. */
+         * compressed payload. For gzip these bytes are the gzip trailer's ISIZE field itself.
+         * For the other formats they follow the stream and are not part of it. */
         payload = (const uint8_t *)data + h.payload_offset;
         length = h.payload_length;
         s.expected_size = read_le32(payload + length - 4);

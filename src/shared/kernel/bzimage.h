@@ -53,5 +53,5 @@ int vmlinux_check(const void *data, size_t size);
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 int vmlinux_find_pvh_entry(const void *data, size_t size, uint32_t *ret);
 
-/* Finds the release in the "Linux version RELEASE " banner that every kernel carries. */
+/* Finds the release in the "Linux version RELEASE " banner (linux_banner in init/version.c). */
 int kernel_find_release_banner(const void *data, size_t size, char **ret);

@@ -18,8 +18,8 @@
 #include "macro.h"
 #include "strv.h"
 
-/* banger-init and banger-agent are static binaries of a few MiB; this only stops a wrong path
- * from pulling a huge file into every VM's initramfs. */
+/* banger-init and banger-agent are static binaries of a few MiB, so this limit only stops a
+ * wrong path from pulling a huge file into every VM's initramfs. */
 #define INITRAMFS_PROGRAM_MAX_SIZE (256 * 1024 * 1024)
 
 static inline void archive_entry_freep(struct archive_entry **e)
@@ -42,8 +42,8 @@ static int cpio_status(CpioWriter *w, int status, const char *what)
         return -EIO;
 }
 
-/* Adds one entry; data is written for regular files. Entries carry uid 0, gid 0 and mtime 0
- * so that the same inputs give the same bytes. */
+/* Adds one entry, with data for a regular file. Entries carry uid 0, gid 0 and mtime 0 so
+ * that the same inputs give the same cpio bytes. */
 static int cpio_add(CpioWriter *w, const char *path, mode_t mode, dev_t rdev, const void *data,
                     size_t size)
 {
@@ -258,7 +258,7 @@ static int initramfs_write_vm(int out_fd, const char *base_initramfs, const char
         if (r < 0)
                 return r;
 
-        /* The base is padded already when banger wrote it; pad again for any other base. */
+        /* A base that banger wrote is padded already, but another one may not be. */
         r = pad_to_4(out_fd);
         if (r < 0)
                 return r;

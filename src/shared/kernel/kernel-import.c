@@ -33,7 +33,8 @@ static char *const guest_modules[] = {
         NULL,
 };
 
-/* A vmlinux is tens of MiB; this bounds what a damaged or hostile bzImage can make us write. */
+/* A vmlinux is tens of MiB, so this limit only bounds what a damaged or hostile bzImage can
+ * make banger write. */
 #define VMLINUX_MAX_SIZE (UINT64_C(1) << 30)
 
 static const char *const output_names[] = { "vmlinux", "bzImage", "initramfs.img" };
@@ -396,7 +397,7 @@ static int import_tree(Import *im, int tree_fd)
                                  "complete package tree",
                                  im->source_name, release);
 
-        /* The file name is the release that uname -r prints; it wins over the banner. */
+        /* The file name is the release that uname -r prints, so it wins over the banner. */
         im->release = TAKE_PTR(release);
         r = import_kernel_file(im, kernel_fd);
         if (r < 0)
@@ -410,8 +411,8 @@ static int import_deb(Import *im, int deb_fd)
         _cleanup_close_ int staging_fd = -EBADF;
         int r;
 
-        /* The package is streamed once; the kernel and all module files go to a staging tree
-         * next to the outputs, because the module closure is only known after reading them. */
+        /* The package is streamed once. The kernel and all module files go to a staging tree
+         * next to the outputs, because the module closure is known only after reading them. */
         if (asprintf(&staging, "%s/.#staging.XXXXXX", im->opts->output_dir) < 0)
                 return -ENOMEM;
         if (!mkdtemp(staging))

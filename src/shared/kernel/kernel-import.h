@@ -46,6 +46,7 @@ int kernel_import(const KernelImportOptions *opts, KernelInfo **ret, char **ret_
 
 /* Writes output_path (created with a temporary name and renamed into place) as a copy of
  * base_initramfs followed by a second newc cpio archive holding /etc/banger/vm.conf with the
- * contents guest_config. The kernel unpacks both archives in order. */
+ * contents guest_config. The kernel unpacks both archives in order. Both output_path and
+ * vm.conf get mode 0600, because the guest configuration may carry SSH keys. */
 int initramfs_build_vm(const char *base_initramfs, const char *guest_config,
                        const char *output_path);

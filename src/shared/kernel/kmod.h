@@ -62,9 +62,9 @@ bool module_index_is_builtin(const ModuleIndex *index, const char *name);
 int module_read(int modules_dir_fd, const char *path, void **ret, size_t *ret_size);
 
 /* Computes the modules to load for the requested names, dependencies first. A requested module
- * that is built in or absent is skipped; a dependency that is absent and not built in is an
- * error. When release is not NULL each module's vermagic must start with it. Returns the
- * module names and their paths in load order; on failure *ret_error (when not NULL) names the
+ * that is built in or absent is skipped, but a dependency that is absent and not built in is an
+ * error. When release is not NULL, each module's vermagic must start with it. Returns the
+ * module names and their paths in load order. On failure *ret_error (when not NULL) names the
  * module and the problem. */
 int module_resolve_load_order(int modules_dir_fd, const ModuleIndex *index, char *const *requested,
                               const char *release, char ***ret_names, char ***ret_paths,
