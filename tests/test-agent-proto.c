@@ -319,6 +319,33 @@ START_TEST(test_resync_keeps_partial_magic)
 }
 END_TEST
 
+START_TEST(test_find_hello_in_cut_frame)
+{
+        char *argv[] = { "echo", "cut off", NULL };
+        AgentExec e = { .argv = argv };
+        AgentHello h = { .version = AGENT_PROTOCOL_VERSION, .nonce = 5 };
+        AgentBuffer b = {};
+        AgentFrame f;
+        size_t consumed, cut;
+
+        /* An EXEC frame that lost its last 6 bytes, then a new client's HELLO. */
+        ck_assert_int_eq(agent_exec_append(&b, 1, &e), 0);
+        b.size -= 6;
+        cut = b.size;
+        ck_assert_int_eq(agent_frame_find_hello(b.data, b.size), 0);
+        ck_assert_int_eq(agent_hello_append(&b, AGENT_MSG_HELLO, 0, &h), 0);
+
+        /* The decoder alone takes HELLO's bytes as the rest of the EXEC payload. */
+        ck_assert_int_eq(agent_frame_decode(b.data, b.size, &f, &consumed), 1);
+        ck_assert_uint_eq(f.type, AGENT_MSG_EXEC);
+        ck_assert_uint_eq(agent_frame_find_hello(b.data, b.size), cut);
+
+        /* A HELLO frame that is itself incomplete is not found. */
+        ck_assert_uint_eq(agent_frame_find_hello(b.data, b.size - 1), 0);
+        agent_buffer_done(&b);
+}
+END_TEST
+
 START_TEST(test_message_type_names)
 {
         ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_EXEC), "exec");
@@ -347,6 +374,7 @@ static Suite *agent_proto_suite(void)
         tcase_add_test(tc, test_frame_too_big);
         tcase_add_test(tc, test_resync_after_garbage);
         tcase_add_test(tc, test_resync_keeps_partial_magic);
+        tcase_add_test(tc, test_find_hello_in_cut_frame);
         tcase_add_test(tc, test_message_type_names);
         suite_add_tcase(s, tc);
         return s;

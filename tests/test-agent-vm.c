@@ -410,6 +410,31 @@ START_TEST(test_disconnect_mid_frame)
 }
 END_TEST
 
+START_TEST(test_disconnect_mid_large_frame)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_free_ char *big = malloc(65536);
+        char *argv[] = { "echo", big, NULL };
+        AgentExec e = { .argv = argv };
+        AgentBuffer b = {};
+        int fd;
+
+        /* Half of a 64 KiB EXEC frame: the agent waits for 32 KiB more, far more than the next
+         * client's handshake sends, so it has to spot the new HELLO inside. */
+        ck_assert_ptr_nonnull(big);
+        memset(big, 'x', 65535);
+        big[65535] = '\0';
+        fd = raw_connect();
+        ck_assert_int_eq(agent_exec_append(&b, 79, &e), 0);
+        b.size /= 2;
+        raw_send(fd, &b);
+        close(fd);
+        agent_buffer_done(&b);
+
+        assert_echo_works("after-large-partial-frame");
+}
+END_TEST
+
 START_TEST(test_exec_timeout_then_exec)
 {
         SKIP_WITHOUT_VM();
@@ -421,6 +446,22 @@ START_TEST(test_exec_timeout_then_exec)
         ck_assert_ptr_null(res);
 
         assert_echo_works("after-timeout");
+}
+END_TEST
+
+START_TEST(test_agent_restarted_after_crash)
+{
+        SKIP_WITHOUT_VM();
+        char *argv[] = { "/bin/sh", "-c", "kill -9 $PPID", NULL };
+        AgentExecRequest req = { .argv = argv };
+        AgentExecResult *res = NULL;
+
+        /* The command's parent is the agent: it dies before it can send EXIT. */
+        ck_assert_int_eq(agent_exec(socket_path, &req, 5 * SEC, &res), -ETIMEDOUT);
+        ck_assert_ptr_null(res);
+
+        /* banger-init starts a new agent, which the next request reaches. */
+        assert_echo_works("after-agent-restart");
 }
 END_TEST
 
@@ -495,7 +536,9 @@ static Suite *agent_vm_suite(void)
         tcase_add_test(tc, test_exec_command_not_found);
         tcase_add_test(tc, test_disconnect_mid_exec);
         tcase_add_test(tc, test_disconnect_mid_frame);
+        tcase_add_test(tc, test_disconnect_mid_large_frame);
         tcase_add_test(tc, test_exec_timeout_then_exec);
+        tcase_add_test(tc, test_agent_restarted_after_crash);
         tcase_add_test(tc, test_shutdown_ends_qemu);
         suite_add_tcase(s, tc);
 

@@ -201,14 +201,14 @@ static void send_error(Agent *a, uint32_t id, int code, const char *message)
         (void)agent_error_append(&a->out, id, code, message);
 }
 
-static void handle_hello(Agent *a, const AgentFrame *f)
+static int handle_hello(Agent *a, const AgentFrame *f)
 {
         AgentHello h;
         int r;
 
         r = agent_hello_decode(f, &h);
         if (r < 0)
-                return;
+                return r;
 
         /* A new HELLO means a new client: the previous one will not read our replies. */
         a->out.size = 0;
@@ -221,6 +221,7 @@ static void handle_hello(Agent *a, const AgentFrame *f)
         };
         agent_hello_done(&h);
         (void)agent_hello_append(&a->out, AGENT_MSG_HELLO_REPLY, f->request_id, &reply);
+        return 0;
 }
 
 static void __attribute__((noreturn))
@@ -317,7 +318,7 @@ static int start_exec(Agent *a, uint32_t id, const AgentExec *req)
         return 0;
 }
 
-static void handle_exec(Agent *a, const AgentFrame *f)
+static int handle_exec(Agent *a, const AgentFrame *f)
 {
         AgentExec req;
         char msg[256];
@@ -326,7 +327,7 @@ static void handle_exec(Agent *a, const AgentFrame *f)
         r = agent_exec_decode(f, &req);
         if (r < 0) {
                 send_error(a, f->request_id, EBADMSG, "Malformed EXEC request, ignoring");
-                return;
+                return r;
         }
 
         if (a->exec.pid != 0)
@@ -345,6 +346,7 @@ static void handle_exec(Agent *a, const AgentFrame *f)
         }
 
         agent_exec_done(&req);
+        return 0;
 }
 
 static void handle_shutdown(Agent *a, const AgentFrame *f)
@@ -363,15 +365,14 @@ static void handle_shutdown(Agent *a, const AgentFrame *f)
         (void)kill(1, SIGTERM);
 }
 
-static void handle_frame(Agent *a, const AgentFrame *f)
+/* Returns -EBADMSG when the payload does not match the frame's type. */
+static int handle_frame(Agent *a, const AgentFrame *f)
 {
         switch (f->type) {
         case AGENT_MSG_HELLO:
-                handle_hello(a, f);
-                break;
+                return handle_hello(a, f);
         case AGENT_MSG_EXEC:
-                handle_exec(a, f);
-                break;
+                return handle_exec(a, f);
         case AGENT_MSG_SHUTDOWN:
                 handle_shutdown(a, f);
                 break;
@@ -383,6 +384,7 @@ static void handle_frame(Agent *a, const AgentFrame *f)
                 /* STDIN frames and replies are not meant for the agent. */
                 break;
         }
+        return 0;
 }
 
 static void process_input(Agent *a)
@@ -395,14 +397,26 @@ static void process_input(Agent *a)
                 int r;
 
                 r = agent_frame_decode(a->in.data + pos, a->in.size - pos, &f, &consumed);
-                if (r == 0)
-                        break;
+                if (r == 0) {
+                        /* An incomplete frame from an earlier connection would otherwise take
+                         * the next client's HELLO as its payload. */
+                        size_t hello = agent_frame_find_hello(a->in.data + pos, a->in.size - pos);
+                        if (hello == 0)
+                                break;
+                        pos += hello;
+                        continue;
+                }
                 if (r < 0) {
                         pos += agent_frame_resync(a->in.data + pos, a->in.size - pos);
                         continue;
                 }
-                handle_frame(a, &f);
-                pos += consumed;
+                /* A frame whose payload is malformed is most likely the cut-off start of a
+                 * frame from an earlier connection that swallowed the next client's frames,
+                 * so look for a magic inside it instead of skipping all of it. */
+                if (handle_frame(a, &f) == -EBADMSG)
+                        pos += agent_frame_resync(a->in.data + pos, a->in.size - pos);
+                else
+                        pos += consumed;
         }
         agent_buffer_consume(&a->in, pos);
 }

@@ -106,6 +106,20 @@ size_t agent_frame_resync(const uint8_t *buf, size_t size)
         return size;
 }
 
+size_t agent_frame_find_hello(const uint8_t *buf, size_t size)
+{
+        /* HELLO has a fixed payload: u32 version and u64 nonce. */
+        const size_t hello_size = AGENT_FRAME_HEADER_SIZE + 12;
+
+        for (size_t i = 1; i + hello_size <= size; i++) {
+                if (get_le32(buf + i) != AGENT_FRAME_MAGIC || get_le32(buf + i + 4) != 12 ||
+                    get_le16(buf + i + 8) != AGENT_MSG_HELLO || get_le16(buf + i + 10) != 0)
+                        continue;
+                return i;
+        }
+        return 0;
+}
+
 void agent_buffer_done(AgentBuffer *b)
 {
         free(b->data);

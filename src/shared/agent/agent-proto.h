@@ -79,6 +79,12 @@ int agent_frame_decode(const uint8_t *buf, size_t size, AgentFrame *ret, size_t 
  * into a magic. Always at least 1 when size > 0. */
 size_t agent_frame_resync(const uint8_t *buf, size_t size);
 
+/* Returns the offset of the first complete HELLO frame that starts after the first header byte
+ * of buf, or 0 when there is none. A reader waiting for the rest of an incomplete frame calls
+ * this to notice that the frame was cut off by a disconnect and a new client is talking.
+ * NOTE: an EXEC payload that contains the exact bytes of a HELLO frame is taken for one. */
+size_t agent_frame_find_hello(const uint8_t *buf, size_t size);
+
 /* A growable output buffer that frames are appended to. */
 typedef struct AgentBuffer {
         uint8_t *data;
