@@ -241,8 +241,8 @@ START_TEST(job_manager_free_cancels_running)
         ck_assert_int_eq(job_manager_new(rec.event, &callbacks, &rec, &m), 0);
         ck_assert_int_eq(job_start(m, "pull-image", "z", run_gated, NULL, &g, NULL, &j), 0);
 
-        /* The worker waits on the gate until the cancel flag is set; it checks the flag after
-         * every wake-up, so wake it once the flag is up. */
+        /* The worker checks the cancel flag after every wake-up, so set the flag and then
+         * wake it. */
         j->cancel = true;
         pthread_mutex_lock(&g.lock);
         pthread_cond_broadcast(&g.cond);

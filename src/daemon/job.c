@@ -123,8 +123,8 @@ static void wake_loop(Job *j)
 {
         uint64_t one = 1;
 
-        /* An eventfd write only fails when the counter would overflow, which cannot happen
-         * with the loop reading it. */
+        /* An eventfd write fails only when its counter would overflow, and the loop resets the
+         * counter on every read. */
         (void)!write(j->event_fd, &one, sizeof(one));
 }
 

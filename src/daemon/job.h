@@ -7,8 +7,8 @@
 #include <systemd/sd-event.h>
 
 /* Long-running operations (pull an image, import a kernel, create a VM). The heavy step runs in
- * a worker thread that never touches sd-bus; progress and completion reach the event loop
- * through an eventfd, where the JobManager's callbacks turn them into bus signals. */
+ * a worker thread that never touches sd-bus. Progress and completion reach the event loop
+ * through an eventfd, and the JobManager's callbacks turn them into bus signals there. */
 
 typedef enum JobState {
         JOB_RUNNING,
@@ -113,9 +113,9 @@ Job *job_manager_find_running(JobManager *m, const char *operation, const char *
 Job *job_manager_find_by_id(JobManager *m, unsigned id);
 unsigned job_manager_count_running(JobManager *m);
 
-/* Starts run(userdata) in a new thread. When a job for the same operation and target is still
- * running, that job is returned instead, userdata is freed with free_userdata, and 1 is
- * returned; a new job returns 0. On failure userdata is freed too. */
+/* Starts run(userdata) in a new thread and returns 0. When a job for the same operation and
+ * target is still running, returns 1 with that job and frees userdata with free_userdata.
+ * On failure userdata is freed too. */
 int job_start(JobManager *m, const char *operation, const char *target, JobRun run,
               JobComplete complete, void *userdata, void (*free_userdata)(void *userdata),
               Job **ret);

@@ -74,8 +74,9 @@ int polkit_check(sd_bus_message *message, const char *action, const char *vm_nam
         if (r < 0)
                 return r;
 
-        /* Interactive authorization waits for the user to answer an agent, longer than the
-         * default call timeout of 25 s allows. The loop is blocked meanwhile.
+        /* Interactive authorization waits while the user authenticates through a polkit
+         * agent, which can take longer than the default call timeout of 25 s. The loop is
+         * blocked meanwhile.
          * TODO: check asynchronously so other clients are served while a user types. */
         r = sd_bus_call(bus, call, flags ? INTERACTIVE_TIMEOUT_USEC : 0, &polkit_error, &reply);
         if (r < 0) {

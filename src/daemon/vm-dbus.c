@@ -28,7 +28,7 @@ typedef enum VmOperation {
 
 /* One VM method call that runs in a worker and replies from the loop. */
 typedef struct VmTask {
-        Vm *vm; /* stays valid: Delete is refused while a task runs */
+        Vm *vm; /* stays valid because Delete is rejected while a task runs */
         sd_bus_message *message;
         VmOperation operation;
 
@@ -278,7 +278,7 @@ static int authorize(Vm *vm, sd_bus_message *message, const char *action, const 
         return polkit_check(message, action, vm->record->name, verb, error);
 }
 
-static int refuse_busy(Vm *vm, sd_bus_error *error)
+static int reject_busy(Vm *vm, sd_bus_error *error)
 {
         return sd_bus_error_setf(error, BUS_ERROR_BUSY,
                                  "VM '%s' is %s and another operation on it is in progress: "
@@ -331,7 +331,7 @@ static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operati
         if (r < 0)
                 return r;
         if (vm->busy || vm->exec_in_flight > 0)
-                return refuse_busy(vm, error);
+                return reject_busy(vm, error);
 
         if (operation == VM_OPERATION_START && vm_is_up(vm))
                 return sd_bus_reply_method_return(message, NULL);
