@@ -82,14 +82,12 @@ ct_install_build() {
 
 	# The system user bangerd and group banger come from banger's own
 	# sysusers.d file.
-	local sysusers
-	for sysusers in "$CT_ROOT"/usr/lib/sysusers.d/banger*.conf; do
-		[[ -f $sysusers ]] || continue
-		systemd-sysusers --root="$CT_ROOT" "${sysusers#"$CT_ROOT"}" >&2 || {
-			ct_log "systemd-sysusers --root=$CT_ROOT ${sysusers#"$CT_ROOT"} failed"
+	if compgen -G "$CT_ROOT/usr/lib/sysusers.d/banger*.conf" >/dev/null; then
+		systemd-sysusers --root="$CT_ROOT" >&2 || {
+			ct_log "systemd-sysusers --root=$CT_ROOT failed"
 			return 1
 		}
-	done
+	fi
 }
 
 ct_create_users() {
