@@ -110,6 +110,7 @@ expect_error() {
 		fail "$name" "exit $RC, stderr does not contain '$needle': $(head -n 1 <<<"$ERR")"
 	else
 		pass "$name"
+		echo "     $(head -n 1 <<<"$ERR")"
 	fi
 }
 
@@ -284,6 +285,7 @@ expect_output "exec works after activation" vm1 alice bangerctl vm exec vm1 -- c
 run_as bob bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" bobvm
 if ((RC != 0)) && [[ ${ERR,,} =~ (not\ authorized|access\ denied|accessdenied|not\ allowed|permission) ]]; then
 	pass "bob's vm create is denied"
+	echo "     $(head -n 1 <<<"$ERR")"
 else
 	fail "bob's vm create is denied" "$(first_error_line)"
 fi
