@@ -139,7 +139,7 @@ step() {
 }
 
 step "waiting for the registry on $registry" target_run "" sh -c \
-	"for i in \$(seq 100); do curl -fsS -o /dev/null http://$registry/v2/ && exit 0; sleep 0.1; done; exit 1"
+	"for i in \$(seq 100); do curl -fs -o /dev/null http://$registry/v2/ && exit 0; sleep 0.1; done; exit 1"
 step "pushing the busybox image to $image" \
 	target_run "" "$target_integration/push-test-image.sh" "$target_image" "$image"
 step "importing kernel $(basename "$kernel_deb") as '$kernel_name'" \
@@ -150,26 +150,34 @@ step "creating VM demo (QEMU boots it, under TCG this takes a few seconds)" \
 step "bangerctl vm exec demo -- uname -a" target_run "$user" bangerctl vm exec demo -- uname -a
 target_run "$user" bangerctl vm list
 
-cat <<EOF
+if [[ $mode == host ]]; then
+	cat <<EOF
 
 VM 'demo' is running.
   Run a command in it:   bangerctl vm exec demo -- sh -c 'cat /etc/hostname; ls /'
   Read its console:      bangerctl vm console-log demo
   Stop and remove it:    bangerctl vm stop demo && bangerctl vm rm demo
+The local registry on $registry stops now; the VM keeps running.
 EOF
+elif [[ -n $keep ]]; then
+	enter="nsenter -t $CT_PID -a -- runuser -u alice --"
+	cat <<EOF
 
-if [[ $mode == container ]]; then
-	if [[ -n $keep ]]; then
-		cat <<EOF
-
-The container keeps running until you press Enter. From another terminal:
-  nsenter -t $CT_PID -a -- runuser -u alice -- bangerctl vm exec demo -- uname -a
+VM 'demo' is running in container $CT_NAME. From another terminal:
+  Run a command in it:   $enter bangerctl vm exec demo -- sh -c 'cat /etc/hostname; ls /'
+  Read its console:      $enter bangerctl vm console-log demo
+  Stop and remove it:    $enter sh -c 'bangerctl vm stop demo && bangerctl vm rm demo'
+Press Enter to stop the container and the VM in it.
 EOF
-		read -r _
-	else
-		echo
-		echo "The container and the VM in it are now stopped (use --keep to keep them)."
-	fi
+	read -r _
 else
-	echo "  The local registry on $registry stops now; the VM keeps running."
+	cat <<EOF
+
+On a machine with systemd as PID 1, these commands use and remove the VM:
+  bangerctl vm exec demo -- sh -c 'cat /etc/hostname; ls /'
+  bangerctl vm console-log demo
+  bangerctl vm stop demo && bangerctl vm rm demo
+The container and the VM in it are now stopped. To try the commands here,
+run scripts/run.sh --keep.
+EOF
 fi
