@@ -16,8 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 int r;
 
                 r = agent_frame_decode(data + pos, size - pos, &f, &consumed);
-                if (r == 0)
-                        break;
+                if (r == 0) {
+                        size_t hello = agent_frame_find_hello(data + pos, size - pos);
+                        if (hello == 0)
+                                break;
+                        if (hello >= size - pos)
+                                abort();
+                        pos += hello;
+                        continue;
+                }
                 if (r < 0) {
                         size_t skip = agent_frame_resync(data + pos, size - pos);
                         if (skip == 0)
