@@ -244,7 +244,7 @@ child_exec(const Agent *a, const AgentExec *req, int out_fd, int err_fd, char **
             dup2(err_fd, STDERR_FILENO) < 0)
                 _exit(126);
 
-        r = guest_resolve_user(a->root, a->config->user, &uid, &gid);
+        r = guest_user_resolve(a->root, a->config->user, &uid, &gid);
         if (r < 0) {
                 guest_log_errno(r, "Failed to resolve user '%s' in '%s'", a->config->user, a->root);
                 _exit(126);

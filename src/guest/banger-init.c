@@ -362,7 +362,7 @@ static void __attribute__((noreturn)) exec_command(const GuestConfig *c)
         /* Make the console the command's controlling terminal, so ^C reaches it. */
         (void)ioctl(STDIN_FILENO, TIOCSCTTY, 0);
 
-        r = guest_resolve_user(SYSROOT, c->user, &uid, &gid);
+        r = guest_user_resolve(SYSROOT, c->user, &uid, &gid);
         if (r < 0) {
                 guest_log_errno(r, "Failed to resolve user '%s'", c->user);
                 _exit(126);

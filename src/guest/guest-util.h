@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "guest-config.h"
+#include "guest-user.h"
 
 /* Helpers shared by banger-init and banger-agent. Both are static binaries that log to the
  * console, so messages go to stderr as "PROGRAM: message". */
@@ -25,7 +26,3 @@ int guest_config_load(const char *path, GuestConfig **ret);
 /* Builds the environment for a command: env (NULL means none) plus a default PATH when env
  * sets none. */
 char **guest_env_with_defaults(char *const *env);
-
-/* Resolves a user spec ("name", "uid", "name:group" or "uid:gid") against root's /etc/passwd
- * and /etc/group. NULL or "" is root. */
-int guest_resolve_user(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid);
