@@ -72,10 +72,10 @@ static int build_images(const char *kernel_dir, const char *build_dir)
                 "arg=/bin/sh\\narg=-c\\narg=echo image command ran\\n' > "
                 "initrd/etc/banger/vm.conf\n"
                 "(cd initrd && find . | cpio -o -H newc --quiet) > initramfs.img\n"
-                "mkdir -p rootfs/bin rootfs/etc rootfs/tmp rootfs/proc rootfs/sys rootfs/dev "
-                "rootfs/run\n"
+                /* No /tmp: banger-init mounts a tmpfs there. */
+                "mkdir -p rootfs/bin rootfs/etc rootfs/proc rootfs/sys rootfs/dev rootfs/run\n"
                 "cp /bin/busybox rootfs/bin/\n"
-                "for c in sh cat echo head sleep kill yes dd pwd hostname; do\n"
+                "for c in sh cat echo head sleep kill yes dd pwd hostname grep; do\n"
                 "  ln -s busybox rootfs/bin/$c\n"
                 "done\n"
                 "mke2fs -q -t ext4 -d rootfs root.ext4 64M\n"
@@ -242,13 +242,29 @@ START_TEST(test_exec_hostname)
 }
 END_TEST
 
+START_TEST(test_hosts_file_written)
+{
+        SKIP_WITHOUT_VM();
+        char *argv[] = { "cat", "/etc/hosts", NULL };
+        AgentExecRequest req = { .argv = argv };
+        _cleanup_result_ AgentExecResult *res = NULL;
+
+        /* The image has no /etc/hosts, so banger-init writes one that names the VM. */
+        ck_assert_int_eq(agent_exec(socket_path, &req, EXEC_TIMEOUT, &res), 0);
+        ck_assert_int_eq(res->exit_status, 0);
+        ck_assert_ptr_nonnull(strstr(res->out, "127.0.0.1\tlocalhost\n"));
+        ck_assert_ptr_nonnull(strstr(res->out, "127.0.1.1\tagentvm\n"));
+}
+END_TEST
+
 START_TEST(test_exec_config_defaults)
 {
         SKIP_WITHOUT_VM();
         _cleanup_result_ AgentExecResult *res =
-                exec_sh("echo \"$GREETING\"; pwd; hostname", NULL, NULL);
+                exec_sh("echo \"$GREETING\"; pwd; hostname; grep -c ' /tmp tmpfs ' /proc/mounts",
+                        NULL, NULL);
 
-        ck_assert_str_eq(res->out, "hi there\n/tmp\nagentvm\n");
+        ck_assert_str_eq(res->out, "hi there\n/tmp\nagentvm\n1\n");
         ck_assert_int_eq(res->exit_status, 0);
 }
 END_TEST
@@ -528,6 +544,7 @@ static Suite *agent_vm_suite(void)
         tcase_add_unchecked_fixture(tc, vm_setup, vm_teardown);
         tcase_set_timeout(tc, 600);
         tcase_add_test(tc, test_exec_hostname);
+        tcase_add_test(tc, test_hosts_file_written);
         tcase_add_test(tc, test_exec_config_defaults);
         tcase_add_test(tc, test_exec_env_and_cwd);
         tcase_add_test(tc, test_exec_large_output);

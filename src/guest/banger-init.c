@@ -221,7 +221,15 @@ static int mount_root(void)
         if (r < 0)
                 return r;
 
-        return mount_api_filesystems(SYSROOT);
+        r = mount_api_filesystems(SYSROOT);
+        if (r < 0)
+                return r;
+
+        /* Programs expect a writable /tmp. An image without one gets a tmpfs there. */
+        if (access(SYSROOT "/tmp", F_OK) < 0)
+                return mount_one("tmpfs", SYSROOT "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+                                 "mode=1777");
+        return 0;
 }
 
 static int write_string(const char *path, const char *s, int flags)
