@@ -28,8 +28,8 @@
 #define AGENT_FRAME_MAX         (1024u * 1024u)
 
 /* The agent sends output in chunks small enough that header and payload fit one virtio-serial
- * write (the guest driver splits writes at 32 KiB), so a disconnect never cuts a frame in the
- * guest. */
+ * write, which Linux (drivers/char/virtio_console.c) passes on as one buffer of at most 32 KiB.
+ * So a disconnect never cuts a frame inside the guest. */
 #define AGENT_OUTPUT_CHUNK_MAX (32u * 1024u - AGENT_FRAME_HEADER_SIZE)
 
 /* Path of banger-agent inside the initramfs, where banger-init starts it. */
