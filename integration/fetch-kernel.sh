@@ -37,7 +37,9 @@ download_package() {
 	local name=$1
 	apt_update_if_empty
 	log "downloading $name"
-	(cd "$cachedir" && apt-get -q download "$name" >&2) ||
+	# As root, apt-get warns that user _apt cannot write to the cache folder
+	# and downloads as root anyway, so ask for root from the start.
+	(cd "$cachedir" && apt-get -q -o APT::Sandbox::User=root download "$name" >&2) ||
 		die "apt-get download $name failed; check the package mirror in /etc/apt/sources.list"
 }
 

@@ -51,7 +51,7 @@ http:
 EOF
 }
 
-registry_answers() {
+registry_responds() {
 	curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$1/v2/" 2>/dev/null
 }
 
@@ -78,7 +78,7 @@ cmd_start() {
 	if pid=$(recorded_pid "$dir"); then
 		die "a registry from $dir is already running as PID $pid; run: registry.sh stop $dir"
 	fi
-	if registry_answers "$port"; then
+	if registry_responds "$port"; then
 		die "something already listens on 127.0.0.1:$port; pick another port"
 	fi
 
@@ -89,7 +89,7 @@ cmd_start() {
 
 	# The registry responds within about 0.1 s. Allow 10 s for a loaded machine.
 	for ((i = 0; i < 100; i++)); do
-		if registry_answers "$port"; then
+		if registry_responds "$port"; then
 			log "listening on 127.0.0.1:$port (PID $pid, storage $dir/storage)"
 			return 0
 		fi

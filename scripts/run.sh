@@ -58,6 +58,8 @@ work=$(mktemp -d /tmp/banger-run.XXXXXX)
 # the commands run.
 if [[ $(cat /proc/1/comm 2>/dev/null) == systemd ]]; then
 	mode=host
+	# NOTE: untested, because the test machines do not run systemd as
+	# PID 1 and so never take this branch.
 	target_kernel=$kernel_deb
 	target_image=$work/image
 	target_integration=$integration
