@@ -296,6 +296,29 @@ if [[ $state == running ]]; then pass "activation finds vm1 running"; else fail 
 expect_output "bangerd is active again" active "" systemctl is-active bangerd.service
 expect_output "exec works after activation" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
 
+# bangerd may be killed at any instant: the next call starts it again and
+# it adopts the running VM instead of restarting it.
+qemu_before=$(qemu_pids)
+expect_ok "bangerd is killed with SIGKILL" "" systemctl kill --signal=KILL bangerd.service
+state=$(vm_state vm1)
+if [[ $state == running ]]; then pass "vm1 is running after SIGKILL"; else fail "vm1 is running after SIGKILL" "state '$state'"; fi
+expect_output "exec works after SIGKILL" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+qemu_after=$(qemu_pids)
+if [[ -n $qemu_before && $qemu_after == "$qemu_before" ]]; then
+	pass "SIGKILL keeps the QEMU process"
+else
+	fail "SIGKILL keeps the QEMU process" "before '$qemu_before', after '$qemu_after'"
+fi
+
+# The console log contains the guest's serial console, where banger-init
+# reports its progress.
+run_as alice bangerctl vm console-log vm1
+if ((RC == 0)) && [[ $OUT == *banger-init* ]]; then
+	pass "console log shows banger-init"
+else
+	fail "console log shows banger-init" "$(last_error_line)"
+fi
+
 # bob is not in group banger, so polkit denies him.
 run_as bob bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" bobvm
 if ((RC != 0)) && [[ ${ERR,,} =~ (not\ authorized|access\ denied|accessdenied|not\ allowed|permission) ]]; then
@@ -339,6 +362,9 @@ state=$(vm_state vm1)
 if [[ $state == stopped ]]; then pass "vm list shows vm1 stopped"; else fail "vm list shows vm1 stopped" "state '$state'"; fi
 run_as "" pgrep -x qemu-system-x86
 if [[ -z $OUT ]]; then pass "stop ends the QEMU process"; else fail "stop ends the QEMU process" "PIDs $OUT"; fi
+expect_ok "vm start after stop" alice bangerctl vm start vm1
+expect_output "exec works after start" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+expect_ok "vm stop again" alice bangerctl vm stop vm1
 expect_ok "vm rm" alice bangerctl vm rm vm1
 state=$(vm_state vm1)
 if [[ -z $state ]]; then pass "vm list no longer shows vm1"; else fail "vm list no longer shows vm1" "state '$state'"; fi
