@@ -1,7 +1,8 @@
 #!/bin/bash
-# Run every test banger has: unit suites under ASan and UBSan, the fuzz
-# targets for a bounded number of runs, a release build, and the integration
-# scenarios in a booted systemd container with VMs under QEMU (TCG).
+# Run every test banger has: shellcheck on the shell scripts, the unit suites
+# under ASan and UBSan, the fuzz targets for a bounded number of runs, a
+# release build, and the integration scenarios in a booted systemd container
+# with VMs under QEMU (TCG).
 #
 # Usage: scripts/test.sh
 #
@@ -104,6 +105,10 @@ fi
 
 section "kernel"
 run_logged "fetch-kernel.sh" fetch-kernel "$srcdir/integration/fetch-kernel.sh" "$srcdir/integration/cache/kernel"
+
+section "shell scripts"
+run_logged "shellcheck" shellcheck shellcheck -x -P "$srcdir/integration" \
+	"$srcdir"/scripts/*.sh "$srcdir"/integration/*.sh "$srcdir/.ci/run"
 
 section "unit tests under ASan and UBSan"
 if run_logged "build with -Db_sanitize=address,undefined" build-asan \
