@@ -377,6 +377,16 @@ if [[ -z $OUT ]]; then pass "rm leaves no files in /var/lib/banger/vms"; else fa
 run_as "" sh -c 'find /run/banger -type s 2>/dev/null'
 if [[ -z $OUT ]]; then pass "rm leaves no sockets in /run/banger"; else fail "rm leaves no sockets in /run/banger" "$(tr '\n' ' ' <<<"$OUT")"; fi
 
+# A build with -Db_sanitize=address,undefined reports memory errors,
+# undefined behaviour and leaks on stderr, which the journal keeps.
+run_as "" journalctl -b --no-pager -o cat -u bangerd.service
+reports=$(grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' <<<"$OUT")
+if [[ -z $reports ]]; then
+	pass "bangerd's journal has no sanitizer reports"
+else
+	fail "bangerd's journal has no sanitizer reports" "$(head -n 3 <<<"$reports" | tr '\n' ' ')"
+fi
+
 if ((failed > 0)); then
 	dump_diagnostics
 fi

@@ -111,8 +111,10 @@ run_logged "shellcheck" shellcheck shellcheck -x -P "$srcdir/integration" \
 	"$srcdir"/scripts/*.sh "$srcdir"/integration/*.sh "$srcdir/.ci/run"
 
 section "unit tests under ASan and UBSan"
+asan_ok=
 if run_logged "build with -Db_sanitize=address,undefined" build-asan \
 	setup_and_build "$asan_build" -Db_sanitize=address,undefined -Dbuildtype=debug; then
+	asan_ok=yes
 	meson test -C "$asan_build" --no-rebuild --num-processes 2 --print-errorlogs \
 		>"$logdir/meson-test.log" 2>&1
 	# One part per suite, from meson's machine-readable log.
@@ -170,20 +172,32 @@ if run_logged "release build" build-release \
 fi
 
 section "integration scenarios"
+# Each scenario runs against the release build and again against the ASan
+# and UBSan build, whose daemon reports memory errors in its journal.
 for scenario in "$srcdir"/integration/test-*.sh; do
 	name=$(basename "$scenario" .sh)
-	if [[ -z $release_ok ]]; then
-		fail "integration $name" "skipped because the release build failed"
-		continue
-	fi
-	# The scenario prints its own checks, shown here as they run. It takes
-	# about 20 s on 2 cores; the limit only stops a hung run, whose traps
-	# then stop its container.
-	if timeout 900 bash "$scenario" "$release_build" 2>&1 | tee "$logdir/$name.log" | sed 's/^/    /'; then
-		pass "integration $name"
-	else
-		fail "integration $name" "see $logdir/$name.log"
-	fi
+	for variant in release asan; do
+		if [[ $variant == release ]]; then
+			builddir=$release_build
+			built=$release_ok
+		else
+			builddir=$asan_build
+			built=$asan_ok
+		fi
+		if [[ -z $built ]]; then
+			fail "integration $name ($variant)" "skipped because the $variant build failed"
+			continue
+		fi
+		# The scenario prints its own checks, shown here as they run. It
+		# takes about 20 s on 2 cores; the limit only stops a hung run,
+		# whose traps then stop its container.
+		if timeout 900 bash "$scenario" "$builddir" 2>&1 |
+			tee "$logdir/$name-$variant.log" | sed 's/^/    /'; then
+			pass "integration $name ($variant)"
+		else
+			fail "integration $name ($variant)" "see $logdir/$name-$variant.log"
+		fi
+	done
 done
 
 echo
