@@ -5,17 +5,18 @@
 #
 # Usage: test-skeleton.sh [BUILDDIR]
 #
-# BUILDDIR (default $BANGER_BUILDDIR, else build-release beside this folder)
-# must be a finished meson build; it is installed into the container. The
-# kernel comes from fetch-kernel.sh, which needs the Debian mirror on its
-# first run. Prints one line per check and a final "N passed, N failed"
-# line, and exits non-zero if any check failed. Must run as root.
+# BUILDDIR must be a finished meson build, which is installed into the
+# container. It defaults to $BANGER_BUILDDIR, else to build-ci-release in the
+# source tree (the release build of scripts/test.sh). The kernel comes from
+# fetch-kernel.sh, which needs the Debian mirror on its first run. Prints one
+# line per check and a final "N passed, N failed" line, and exits non-zero if
+# any check failed. Must run as root.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 srcdir=$(dirname "$here")
-builddir=$(cd "${1:-${BANGER_BUILDDIR:-$srcdir/build-release}}" 2>/dev/null && pwd) || {
-	echo "test-skeleton: build directory ${1:-${BANGER_BUILDDIR:-$srcdir/build-release}} not found; run meson setup and ninja first" >&2
+builddir=$(cd "${1:-${BANGER_BUILDDIR:-$srcdir/build-ci-release}}" 2>/dev/null && pwd) || {
+	echo "test-skeleton: build directory ${1:-${BANGER_BUILDDIR:-$srcdir/build-ci-release}} not found; run meson setup and ninja first" >&2
 	exit 2
 }
 
