@@ -16,10 +16,12 @@
 #   ct_install_traps
 #       Call ct_stop on exit, on SIGINT and on SIGTERM.
 #
-# Only one container per shell. The host must run cgroups v1 hybrid with
-# /sys/fs/cgroup/unified and /sys/fs/cgroup/systemd, and must not run systemd
-# as PID 1: nspawn runs with --register=no and --keep-unit because there is
-# no host systemd to register with.
+# Only one container per shell. The host must mount cgroups in the v1 hybrid
+# layout, with /sys/fs/cgroup/unified and /sys/fs/cgroup/systemd. nspawn runs
+# with --register=no and --keep-unit because the library is written for
+# hosts where systemd is not PID 1, so there is no host systemd to register
+# with. NOTE: hosts with systemd as PID 1 or a pure cgroup v2 layout are
+# untested.
 #
 # Inside the container: users alice (in group banger) and bob (not in it),
 # the drop-in /etc/banger/bangerd.conf.d/50-test.conf written from
