@@ -30,6 +30,7 @@ fuzz_max_seconds=${BANGER_FUZZ_MAX_SECONDS:-120}
 passed=0
 failed=0
 failed_parts=()
+start_seconds=$SECONDS
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "test.sh: must run as root (apt-get, mounts and systemd-nspawn); run: sudo scripts/test.sh" >&2
@@ -204,5 +205,6 @@ echo
 if ((failed > 0)); then
 	echo "failed parts: ${failed_parts[*]}"
 fi
+echo "took $((SECONDS - start_seconds)) s"
 echo "$passed passed, $failed failed"
 ((failed == 0))
