@@ -95,8 +95,8 @@ ct_install_build() {
 ct_create_users() {
 	if ! chroot "$CT_ROOT" getent group banger >/dev/null; then
 		# NOTE: only a build without units/banger.sysusers gets here. The
-		# group is made so the scenario can go on; it checks the sysusers
-		# file on its own.
+		# group is made so the scenario can go on, and the scenario checks
+		# the sysusers file on its own.
 		ct_log "group banger missing after systemd-sysusers; creating it for the test users"
 		groupadd --root "$CT_ROOT" --system banger || return 1
 	fi

@@ -190,7 +190,7 @@ for scenario in "$srcdir"/integration/test-*.sh; do
 			continue
 		fi
 		# The scenario prints its own checks, shown here as they run. It
-		# takes about 20 s on 2 cores; the limit only stops a hung run,
+		# takes about 20 s on 2 cores. The limit only stops a hung run,
 		# whose traps then stop its container.
 		if timeout 900 bash "$scenario" "$builddir" 2>&1 |
 			tee "$logdir/$name-$variant.log" | sed 's/^/    /'; then
