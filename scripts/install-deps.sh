@@ -8,7 +8,7 @@ libjson-c-dev libinih-dev check libzstd-dev liblz4-dev libssl-dev"
 runtime="qemu-system-x86 e2fsprogs kmod dbus polkitd pkexec systemd systemd-container
 nftables iproute2"
 tests="docker-registry skopeo busybox-static apache2-utils cpio python3 curl util-linux
-lz4 zstd xz-utils rsync jq procps passwd shellcheck"
+lz4 zstd xz-utils rsync jq procps passwd shellcheck openssl"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=300 update

@@ -29,9 +29,10 @@
 #endif
 
 static char tmpdir[] = "/tmp/test-image-pull-XXXXXX";
-static pid_t registry_pid = -1;
-static int registry_port;
-static char registry[64];        /* "127.0.0.1:PORT" */
+static pid_t registry_pid = -1, token_registry_pid = -1, token_pid = -1;
+static char registry[64];        /* "127.0.0.1:PORT", anonymous access */
+static char token_registry[64];  /* the same storage behind bearer token authentication */
+static char *token_log;          /* requests the token server received */
 static char manifest_digest[80]; /* of the OCI push of test/busybox:1 */
 static char corrupt_digest[80];  /* of the layer tampered with in test/corrupt:1 */
 
@@ -98,40 +99,90 @@ static bool port_accepts(int port)
         return ok;
 }
 
-static void start_registry(void)
+/* Starts docker-registry on a free port over the shared storage, with extra configuration
+ * appended, and waits until it accepts connections. */
+static pid_t start_registry(const char *name, const char *extra, char *ret_address,
+                            size_t address_size)
 {
         _cleanup_free_ char *config = NULL, *text = NULL, *log_path = NULL;
         char *argv[] = { "docker-registry", "serve", NULL, NULL };
         posix_spawn_file_actions_t actions;
+        int port = free_port();
+        pid_t pid;
 
-        registry_port = free_port();
-        snprintf(registry, sizeof(registry), "127.0.0.1:%d", registry_port);
-        ck_assert_int_ge(asprintf(&config, "%s/config.yml", tmpdir), 0);
+        snprintf(ret_address, address_size, "127.0.0.1:%d", port);
+        ck_assert_int_ge(asprintf(&config, "%s/%s.yml", tmpdir, name), 0);
         ck_assert_int_ge(asprintf(&text,
                                   "version: 0.1\n"
                                   "log:\n  level: error\n  accesslog:\n    disabled: true\n"
                                   "storage:\n  filesystem:\n    rootdirectory: %s/storage\n"
-                                  "http:\n  addr: %s\n",
-                                  tmpdir, registry),
+                                  "http:\n  addr: %s\n%s",
+                                  tmpdir, ret_address, extra),
                          0);
         ck_assert_int_eq(write_file_atomic(config, text, strlen(text), 0644), 0);
 
         argv[2] = config;
-        ck_assert_int_ge(asprintf(&log_path, "%s/registry.log", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&log_path, "%s/%s.log", tmpdir, name), 0);
         ck_assert_int_eq(posix_spawn_file_actions_init(&actions), 0);
         ck_assert_int_eq(posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path,
                                                           O_WRONLY | O_CREAT | O_TRUNC, 0644),
                          0);
         setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
-        ck_assert_int_eq(
-                posix_spawnp(&registry_pid, "docker-registry", &actions, NULL, argv, environ), 0);
+        ck_assert_int_eq(posix_spawnp(&pid, "docker-registry", &actions, NULL, argv, environ), 0);
         posix_spawn_file_actions_destroy(&actions);
 
-        /* The registry listens within about 0.1 s; wait while it is still alive. */
-        while (!port_accepts(registry_port)) {
-                ck_assert_int_eq(waitpid(registry_pid, NULL, WNOHANG), 0);
+        /* Wait until the registry accepts connections, and fail if it exits first. */
+        while (!port_accepts(port)) {
+                ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), 0);
                 usleep(20 * 1000);
         }
+        return pid;
+}
+
+/* Starts tests/data/oci/token-server.py with a new key pair and returns the registry
+ * configuration that trusts it. */
+static char *start_token_server(void)
+{
+        _cleanup_free_ char *key = NULL, *cert = NULL, *script = NULL, *port_file = NULL,
+                            *port = NULL;
+        char *auth;
+
+        ck_assert_int_ge(asprintf(&key, "%s/token.key", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&cert, "%s/token.crt", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&port_file, "%s/token.port", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&token_log, "%s/token.log", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&script, "%s/tests/data/oci/token-server.py",
+                                  getenv("BANGER_TEST_SRCDIR")),
+                         0);
+
+        /* openssl prints key generation progress on stderr. */
+        char *req[] = { "openssl",  "req",
+                        "-x509",    "-newkey",
+                        "rsa:2048", "-nodes",
+                        "-keyout",  key,
+                        "-out",     cert,
+                        "-days",    "2",
+                        "-subj",    "/CN=banger-test-token",
+                        NULL };
+        ck_assert_int_eq(run(req, NULL, 0), 0);
+
+        char *argv[] = { "python3", script,    key, cert, "banger-test", "banger-test-issuer",
+                         port_file, token_log, NULL };
+        ck_assert_int_eq(posix_spawnp(&token_pid, "python3", NULL, NULL, argv, environ), 0);
+        while (read_full_file(port_file, 64, &port, NULL) < 0) {
+                ck_assert_int_eq(waitpid(token_pid, NULL, WNOHANG), 0);
+                usleep(20 * 1000);
+        }
+
+        ck_assert_int_ge(asprintf(&auth,
+                                  "auth:\n  token:\n"
+                                  "    realm: http://127.0.0.1:%s/token\n"
+                                  "    service: banger-test\n"
+                                  "    issuer: banger-test-issuer\n"
+                                  "    rootcertbundle: %s\n",
+                                  port, cert),
+                         0);
+        return auth;
 }
 
 static void build_and_push(const char *layout, const char *epoch, const char *reference,
@@ -206,10 +257,15 @@ static void corrupt_first_layer(const char *layout)
 
 static void suite_setup(void)
 {
-        _cleanup_free_ char *layout = NULL, *corrupt_layout = NULL;
+        _cleanup_free_ char *layout = NULL, *corrupt_layout = NULL, *auth = NULL;
 
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-        start_registry();
+        /* The token server first: its key generation is the step most likely to fail, and a
+         * failing unchecked fixture leaves no chance to stop what it started. */
+        auth = start_token_server();
+        registry_pid = start_registry("registry", "", registry, sizeof(registry));
+        token_registry_pid =
+                start_registry("token-registry", auth, token_registry, sizeof(token_registry));
 
         ck_assert_int_ge(asprintf(&layout, "%s/layout", tmpdir), 0);
         build_and_push(layout, "0", "test/busybox:1", NULL, manifest_digest,
@@ -222,14 +278,23 @@ static void suite_setup(void)
         corrupt_first_layer(corrupt_layout);
 }
 
+static void stop(pid_t *pid)
+{
+        if (*pid > 0) {
+                kill(*pid, SIGTERM);
+                waitpid(*pid, NULL, 0);
+                *pid = -1;
+        }
+}
+
 static void suite_teardown(void)
 {
-        if (registry_pid > 0) {
-                kill(registry_pid, SIGTERM);
-                waitpid(registry_pid, NULL, 0);
-                registry_pid = -1;
-        }
+        stop(&registry_pid);
+        stop(&token_registry_pid);
+        stop(&token_pid);
         rm_rf(tmpdir);
+        free(token_log);
+        token_log = NULL;
 }
 
 typedef struct Seen {
@@ -265,7 +330,7 @@ static int pull(const char *dir, const char *reference, const volatile bool *can
                 ImageInfo **ret, char **ret_error)
 {
         _cleanup_free_ char *cache = NULL, *output = NULL;
-        char *insecure[] = { registry, NULL };
+        char *insecure[] = { registry, token_registry, NULL };
         ImagePullOptions opts = {
                 .reference = reference,
                 .insecure_registries = insecure,
@@ -462,6 +527,37 @@ START_TEST(pull_corrupt_blob_rejected)
 }
 END_TEST
 
+START_TEST(pull_with_bearer_token)
+{
+        _cleanup_free_ char *dir = test_dir("token"), *reference = NULL, *error = NULL, *log = NULL;
+        _cleanup_(image_info_freep) ImageInfo *info = NULL;
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", token_registry), 0);
+        ck_assert_msg(pull(dir, reference, NULL, NULL, &info, &error) == 0, "pull failed: %s",
+                      error);
+        ck_assert_ptr_null(error);
+        ck_assert_str_eq(info->digest, manifest_digest);
+        assert_test_image(dir);
+
+        /* One anonymous token request, reused for the manifest and every blob. */
+        ck_assert_int_eq(read_full_file(token_log, 1 << 20, &log, NULL), 0);
+        ck_assert_str_eq(log, "/token?service=banger-test&scope=repository%3Atest%2Fbusybox%3Apull"
+                              " auth=False\n");
+}
+END_TEST
+
+START_TEST(pull_token_denied)
+{
+        _cleanup_free_ char *dir = test_dir("denied"), *reference = NULL, *error = NULL;
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/private:1", token_registry), 0);
+        ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -EACCES);
+        ck_assert_ptr_nonnull(strstr(error, "answered HTTP 401"));
+        ck_assert_ptr_nonnull(strstr(error, token_registry));
+        ck_assert_uint_eq(count_dir(dir), 0);
+}
+END_TEST
+
 START_TEST(pull_cancelled)
 {
         _cleanup_free_ char *dir = test_dir("cancel"), *reference = NULL, *error = NULL;
@@ -561,6 +657,8 @@ static Suite *image_pull_suite(void)
         tcase_add_test(registry_tests, pull_unknown_repository);
         tcase_add_test(registry_tests, pull_unknown_tag);
         tcase_add_test(registry_tests, pull_corrupt_blob_rejected);
+        tcase_add_test(registry_tests, pull_with_bearer_token);
+        tcase_add_test(registry_tests, pull_token_denied);
         tcase_add_test(registry_tests, pull_cancelled);
         tcase_add_test(registry_tests, pull_output_exists);
         tcase_add_test(registry_tests, pull_invalid_reference);

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Issue anonymous bearer tokens for docker-registry's token authentication.
+
+Usage: token-server.py KEY CERT SERVICE ISSUER PORTFILE LOGFILE
+
+Listens on a free port on 127.0.0.1 and writes that port to PORTFILE. GET /token?service=S&scope=S
+answers {"token": JWT} with the actions the scope requests, signed RS256 with KEY and carrying
+CERT in the x5c header, which docker-registry checks against its rootcertbundle. A repository
+whose name ends in "private" gets 401. Each request line is appended to LOGFILE. Signing runs
+the openssl command, so only the standard library is needed.
+"""
+
+import base64
+import http.server
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def main():
+    key, cert, service, issuer, port_file, log_file = sys.argv[1:7]
+    der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+
+    def sign(claims):
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(der).decode()]}
+        payload = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key],
+                                   input=payload.encode(), check=True,
+                                   capture_output=True).stdout
+        return payload + "." + b64url(signature)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            with open(log_file, "a") as log:
+                log.write("%s auth=%s\n" % (self.path, "Authorization" in self.headers))
+            access = []
+            for scope in query.get("scope", []):
+                kind, name, actions = scope.split(":")
+                if name.endswith("private"):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            now = int(time.time())
+            token = sign({"iss": issuer, "sub": "", "aud": query.get("service", [""])[0],
+                          "exp": now + 600, "nbf": now - 60, "iat": now,
+                          "jti": b64url(os.urandom(12)), "access": access})
+            body = json.dumps({"token": token, "expires_in": 600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    os.rename(port_file + ".tmp", port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
