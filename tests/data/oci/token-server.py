@@ -4,7 +4,7 @@
 Usage: token-server.py KEY CERT SERVICE ISSUER PORTFILE LOGFILE
 
 Listens on a free port on 127.0.0.1 and writes that port to PORTFILE. GET /token?service=S&scope=S
-answers {"token": JWT} with the actions the scope requests, signed RS256 with KEY and carrying
+returns {"token": JWT} granting the actions the scope requests, signed RS256 with KEY and carrying
 CERT in the x5c header, which docker-registry checks against its rootcertbundle. A repository
 whose name ends in "private" gets 401. Each request line is appended to LOGFILE. Signing runs
 the openssl command, so only the standard library is needed.
