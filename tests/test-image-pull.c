@@ -552,7 +552,7 @@ START_TEST(pull_token_denied)
 
         ck_assert_int_ge(asprintf(&reference, "%s/test/private:1", token_registry), 0);
         ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -EACCES);
-        ck_assert_ptr_nonnull(strstr(error, "answered HTTP 401"));
+        ck_assert_ptr_nonnull(strstr(error, "returned HTTP 401"));
         ck_assert_ptr_nonnull(strstr(error, token_registry));
         ck_assert_uint_eq(count_dir(dir), 0);
 }

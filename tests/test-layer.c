@@ -239,8 +239,8 @@ START_TEST(layer_opaque_directory)
                 { 'f', "p/3", "3" },
                 { 'f', "q/4", "4" },
         };
-        /* The marker before and after same-layer content, and at the root of a directory
-         * that only exists through the marker's parent. */
+        /* In o/ the marker precedes the layer's new entry, in p/ it follows it, and none/
+         * exists in no lower layer. */
         static const TarEntry upper[] = {
                 { 'd', "o/", NULL, 0700 },     { 'f', "o/.wh..wh..opq", "" },
                 { 'f', "o/new", "new" },       { 'f', "p/new", "p" },

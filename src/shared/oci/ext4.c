@@ -33,7 +33,9 @@
  * filetype, extent, 64bit, flex_bg, sparse_super, large_file, huge_file, dir_nlink,
  * extra_isize and metadata_csum (Linux 3.18 and later). Left out: inline_data, to keep file
  * writes block-based, and resize_inode, so growing the file system needs an offline
- * resize2fs. */
+ * resize2fs.
+ * NOTE: tests check the result with e2fsck 1.47 only. Mounting it in a guest is left to the
+ * VM scenarios. */
 #define FEATURE_COMPAT (EXT2_FEATURE_COMPAT_EXT_ATTR | EXT2_FEATURE_COMPAT_DIR_INDEX)
 #define FEATURE_INCOMPAT                                                  \
         (EXT2_FEATURE_INCOMPAT_FILETYPE | EXT3_FEATURE_INCOMPAT_EXTENTS | \

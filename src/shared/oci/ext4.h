@@ -8,7 +8,8 @@
  * without privileges. Paths are relative to the file system root, '/'-separated, already
  * normalised (no "." or ".." components, no empty components). Intermediate components that
  * are symlinks are followed inside the file system, where an absolute target or ".." never
- * leaves the root. Every function returns a negative errno on failure. */
+ * leaves the root. ext4_set_xattr(), ext4_clear_dir() and ext4_stat() take "" for the root.
+ * Every function returns a negative errno on failure. */
 
 typedef struct Ext4Writer Ext4Writer;
 

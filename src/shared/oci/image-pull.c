@@ -221,7 +221,7 @@ static int download(PullState *s, char **ret_error)
                 s->progress.base += m->layers[i].size;
         }
 
-        /* Every blob was checked against its digest while it streamed in; what remains to
+        /* Every blob was checked against its digest while it streamed in. What remains to
          * verify is that the config describes this manifest and platform. */
         progress_start(&s->progress, IMAGE_PULL_STEP_VERIFY, total);
         r = read_full_file(config_path, OCI_CONFIG_SIZE_MAX, &config_data, &config_size);

@@ -224,7 +224,8 @@ static int apply_whiteout(ApplyContext *c, const char *dir, const char *name)
         }
 
         name += strlen(WHITEOUT_PREFIX);
-        /* Other ".wh..wh." names are AUFS bookkeeping, which image builders never ship. */
+        /* Other ".wh..wh." names are AUFS metadata such as ".wh..wh.plnk", which hide no
+         * entry, so they are skipped. */
         if (strneq(name, ".wh.", 4))
                 return 0;
         if (isempty(name) || streq(name, ".") || streq(name, ".."))

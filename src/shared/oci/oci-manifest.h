@@ -15,8 +15,8 @@
 #define DOCKER_MEDIA_TYPE_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define DOCKER_MEDIA_TYPE_CONFIG   "application/vnd.docker.container.image.v1+json"
 
-/* The Accept header value for manifest requests: registries answer 404 for an OCI manifest
- * and convert a Docker one to schema 1 unless its type is listed. */
+/* The Accept header value for manifest requests. Unless a type is listed, distribution 2.8
+ * returns 404 for an OCI manifest and converts a Docker one to schema 1. */
 #define OCI_MANIFEST_ACCEPT                                                           \
         OCI_MEDIA_TYPE_INDEX ", " OCI_MEDIA_TYPE_MANIFEST ", " DOCKER_MEDIA_TYPE_LIST \
                              ", " DOCKER_MEDIA_TYPE_MANIFEST

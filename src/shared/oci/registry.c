@@ -435,7 +435,7 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
                 goto finish;
         if (status != 200) {
                 r = fail(ret_error, -EACCES,
-                         "Token server '%s' of registry '%s' answered HTTP %ld: the repository "
+                         "Token server '%s' of registry '%s' returned HTTP %ld: the repository "
                          "may be private",
                          realm, c->registry, status);
                 goto finish;
@@ -464,7 +464,7 @@ finish:
         return r;
 }
 
-/* Returns the delay a 429 or 503 response asks for, 0 when it should not be retried. */
+/* Returns the delay in seconds that a 429 or 503 response requests, 0 for no retry. */
 static unsigned retry_delay(CURL *curl, long status, unsigned attempt)
 {
         const char *retry_after;
@@ -479,7 +479,7 @@ static unsigned retry_delay(CURL *curl, long status, unsigned attempt)
         return MAX(delay, 1u);
 }
 
-/* Sends a GET, answering a Bearer challenge once and retrying 429 and 503 responses. */
+/* Sends a GET, handling one Bearer challenge and retrying 429 and 503 responses. */
 static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, long *ret_status,
                char **ret_error)
 {
@@ -511,7 +511,7 @@ static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, 
                 unsigned delay = retry_delay(c->curl, status, attempt);
                 if (delay == 0 || attempt + 1 >= RETRY_ATTEMPTS)
                         break;
-                log_debug("registry: '%s' answered HTTP %ld, retrying in %u s", c->host, status,
+                log_debug("registry: '%s' returned HTTP %ld, retrying in %u s", c->host, status,
                           delay);
                 for (unsigned i = 0; i < delay; i++) {
                         if (s->opts && s->opts->cancel && *s->opts->cancel)
@@ -527,7 +527,7 @@ static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, 
 static int http_failure(RegistryClient *c, long status, const char *what, const Sink *s,
                         char **ret_error)
 {
-        log_debug("registry: '%s' answered HTTP %ld for %s: %s", c->host, status, what,
+        log_debug("registry: '%s' returned HTTP %ld for %s: %s", c->host, status, what,
                   s->error_body);
 
         if (status == 404)
@@ -540,7 +540,7 @@ static int http_failure(RegistryClient *c, long status, const char *what, const 
                             "Registry '%s' denied access to %s (HTTP %ld): the repository is "
                             "private or does not exist",
                             c->registry, what, status);
-        return fail(ret_error, -EIO, "Registry '%s' answered HTTP %ld for %s", c->registry, status,
+        return fail(ret_error, -EIO, "Registry '%s' returned HTTP %ld for %s", c->registry, status,
                     what);
 }
 

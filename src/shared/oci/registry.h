@@ -38,7 +38,7 @@ int registry_get_manifest(RegistryClient *c, const char *reference,
                           char **ret_content_type, char **ret_digest, char **ret_error);
 
 /* Makes sure the blob d is in cache_dir/sha256/HEX and returns that path. A cached blob is
- * checked again and reused; a new one goes to a temporary sibling that is renamed into place
+ * checked again and reused. A new one goes to a temporary sibling, which is renamed into place
  * only after its size and digest match. */
 int registry_fetch_blob(RegistryClient *c, const OciDescriptor *d, const char *cache_dir,
                         const RegistryTransferOptions *opts, char **ret_path, char **ret_error);
