@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "image-pull.h"
 #include "macro.h"
+#include "registry.h"
 #include "strv.h"
 
 #include "test-ext4-util.c"
@@ -30,11 +31,12 @@
 
 static char tmpdir[] = "/tmp/test-image-pull-XXXXXX";
 static pid_t registry_pid = -1, token_registry_pid = -1, token_pid = -1;
-static char registry[64];        /* "127.0.0.1:PORT", anonymous access */
-static char token_registry[64];  /* the same storage behind bearer token authentication */
-static char *token_log;          /* requests the token server received */
-static char manifest_digest[80]; /* of the OCI push of test/busybox:1 */
-static char corrupt_digest[80];  /* of the layer tampered with in test/corrupt:1 */
+static char registry[64];                  /* "127.0.0.1:PORT", anonymous access */
+static char token_registry[64];            /* the same storage behind bearer token authentication */
+static char *token_log;                    /* requests the token server received */
+static const char *architecture = "amd64"; /* platform that pull() requests */
+static char manifest_digest[80];           /* of the OCI push of test/busybox:1 */
+static char corrupt_digest[80];            /* of the layer tampered with in test/corrupt:1 */
 
 /* Runs argv with PATH set and returns its exit status; stdout goes to out when not NULL. */
 static int run(char *const argv[], char *out, size_t out_size)
@@ -218,6 +220,17 @@ static void build_and_push(const char *layout, const char *epoch, const char *re
         ck_assert_int_eq(run(push, NULL, 0), 0);
 }
 
+static void push_index(const char *layout, const char *reference)
+{
+        _cleanup_free_ char *source = NULL, *destination = NULL;
+
+        ck_assert_int_ge(asprintf(&source, "oci:%s:multi", layout), 0);
+        ck_assert_int_ge(asprintf(&destination, "docker://%s/%s", registry, reference), 0);
+        char *push[] = { "skopeo", "copy",      "--quiet", "--all", "--dest-tls-verify=false",
+                         source,   destination, NULL };
+        ck_assert_int_eq(run(push, NULL, 0), 0);
+}
+
 /* Flips one byte in the middle of the registry's copy of the first layer of the image. */
 static void corrupt_first_layer(const char *layout)
 {
@@ -255,9 +268,84 @@ static void corrupt_first_layer(const char *layout)
         ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Stores data as a blob of the layout and writes its "sha256:HEX" digest to ret_digest. */
+static void write_blob(const char *layout, const char *data, char *ret_digest, size_t digest_size)
+{
+        _cleanup_free_ char *temp = NULL, *digest = NULL, *path = NULL;
+
+        ck_assert_int_ge(asprintf(&temp, "%s/blobs/sha256/new", layout), 0);
+        ck_assert_int_eq(write_file_atomic(temp, data, strlen(data), 0644), 0);
+        ck_assert_int_eq(sha256_file(temp, &digest), 0);
+        ck_assert_int_ge(asprintf(&path, "%s/blobs/sha256/%s", layout, digest + 7), 0);
+        ck_assert_int_eq(rename(temp, path), 0);
+        snprintf(ret_digest, digest_size, "%s", digest);
+}
+
+/* Writes an index entry for an OCI manifest. The "unknown" architecture also sets the os to
+ * "unknown", as BuildKit does for attestation manifests. */
+static void write_index_entry(FILE *f, const char *digest, size_t size, const char *arch,
+                              const char *extra)
+{
+        fprintf(f,
+                "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\","
+                "\"size\":%zu,\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"}%s}",
+                digest, size, streq(arch, "unknown") ? "unknown" : "linux", arch, extra);
+}
+
+/* Copies the layout and tags as "multi" an image index over it. The linux/amd64 entry is the
+ * image itself. An attestation entry and a linux/arm64 entry point to a variant of its
+ * manifest with an extra annotation, so its digest tells which entry a pull selected. */
+static void build_index_layout(const char *layout, const char *index_layout)
+{
+        _cleanup_free_ char *manifest_path = NULL, *manifest = NULL, *variant = NULL, *index = NULL,
+                            *top = NULL, *top_path = NULL;
+        char variant_digest[80], index_digest[80];
+        char *copy[] = { "cp", "-a", (char *)layout, (char *)index_layout, NULL };
+        size_t manifest_size, index_size = 0;
+        FILE *index_file;
+
+        ck_assert_int_eq(run(copy, NULL, 0), 0);
+        ck_assert_int_ge(
+                asprintf(&manifest_path, "%s/blobs/sha256/%s", index_layout, manifest_digest + 7),
+                0);
+        ck_assert_int_eq(read_full_file(manifest_path, 1 << 20, &manifest, &manifest_size), 0);
+        ck_assert_int_eq(manifest[0], '{');
+        ck_assert_int_ge(asprintf(&variant, "{\"annotations\":{\"org.example.variant\":\"1\"},%s",
+                                  manifest + 1),
+                         0);
+        write_blob(index_layout, variant, variant_digest, sizeof(variant_digest));
+
+        index_file = open_memstream(&index, &index_size);
+        ck_assert_ptr_nonnull(index_file);
+        fputs("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
+              "\"manifests\":[",
+              index_file);
+        write_index_entry(index_file, variant_digest, strlen(variant), "unknown",
+                          ",\"annotations\":{\"vnd.docker.reference.type\":"
+                          "\"attestation-manifest\"}");
+        fputc(',', index_file);
+        write_index_entry(index_file, variant_digest, strlen(variant), "arm64", "");
+        fputc(',', index_file);
+        write_index_entry(index_file, manifest_digest, manifest_size, "amd64", "");
+        fputs("]}", index_file);
+        ck_assert_int_eq(fclose(index_file), 0);
+        write_blob(index_layout, index, index_digest, sizeof(index_digest));
+
+        ck_assert_int_ge(asprintf(&top,
+                                  "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":"
+                                  "\"application/vnd.oci.image.index.v1+json\",\"digest\":\"%s\","
+                                  "\"size\":%zu,\"annotations\":{"
+                                  "\"org.opencontainers.image.ref.name\":\"multi\"}}]}",
+                                  index_digest, strlen(index)),
+                         0);
+        ck_assert_int_ge(asprintf(&top_path, "%s/index.json", index_layout), 0);
+        ck_assert_int_eq(write_file_atomic(top_path, top, strlen(top), 0644), 0);
+}
+
 static void suite_setup(void)
 {
-        _cleanup_free_ char *layout = NULL, *corrupt_layout = NULL, *auth = NULL;
+        _cleanup_free_ char *layout = NULL, *index_layout = NULL, *corrupt_layout = NULL,
+                            *auth = NULL;
 
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         /* The token server first: its key generation is the step most likely to fail, and a
@@ -271,6 +359,10 @@ static void suite_setup(void)
         build_and_push(layout, "0", "test/busybox:1", NULL, manifest_digest,
                        sizeof(manifest_digest));
         build_and_push(layout, "0", "test/busybox-docker:1", "v2s2", NULL, 0);
+
+        ck_assert_int_ge(asprintf(&index_layout, "%s/layout-index", tmpdir), 0);
+        build_index_layout(layout, index_layout);
+        push_index(index_layout, "test/multi:1");
 
         /* A distinct build date gives distinct blobs, so tampering leaves the others intact. */
         ck_assert_int_ge(asprintf(&corrupt_layout, "%s/layout-corrupt", tmpdir), 0);
@@ -335,7 +427,7 @@ static int pull(const char *dir, const char *reference, const volatile bool *can
                 .reference = reference,
                 .insecure_registries = insecure,
                 .os = "linux",
-                .architecture = "amd64",
+                .architecture = architecture,
                 .progress = seen ? on_progress : NULL,
                 .userdata = seen,
                 .cancel = cancel,
@@ -465,6 +557,47 @@ START_TEST(pull_by_digest)
         ck_assert_str_eq(info->digest, manifest_digest);
         ck_assert_ptr_nonnull(strstr(info->name, manifest_digest));
         assert_test_image(dir);
+}
+END_TEST
+
+START_TEST(pull_index_selects_platform)
+{
+        _cleanup_free_ char *dir = test_dir("index"), *reference = NULL, *error = NULL;
+        _cleanup_(image_info_freep) ImageInfo *info = NULL;
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/multi:1", registry), 0);
+        ck_assert_msg(pull(dir, reference, NULL, NULL, &info, &error) == 0, "pull failed: %s",
+                      error);
+        ck_assert_str_eq(info->digest, manifest_digest);
+        ck_assert_str_eq(info->platform, "linux/amd64");
+        assert_test_image(dir);
+}
+END_TEST
+
+START_TEST(pull_index_config_platform_mismatch)
+{
+        _cleanup_free_ char *dir = test_dir("arm64"), *reference = NULL, *error = NULL;
+
+        /* The arm64 entry leads to a config that says amd64. */
+        architecture = "arm64";
+        ck_assert_int_ge(asprintf(&reference, "%s/test/multi:1", registry), 0);
+        ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -ENOEXEC);
+        ck_assert_ptr_nonnull(strstr(error, "is built for 'linux/amd64', not for 'linux/arm64'"));
+        ck_assert_uint_eq(count_dir(dir), 1); /* cache/ only, no image */
+}
+END_TEST
+
+START_TEST(pull_index_platform_missing)
+{
+        _cleanup_free_ char *dir = test_dir("s390x"), *reference = NULL, *error = NULL;
+
+        architecture = "s390x";
+        ck_assert_int_ge(asprintf(&reference, "%s/test/multi:1", registry), 0);
+        ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -ENOENT);
+        ck_assert_msg(strstr(error, "no variant for the platform 'linux/s390x' (available: "
+                                    "linux/arm64, linux/amd64)"),
+                      "message '%s'", error);
+        ck_assert_uint_eq(count_dir(dir), 0);
 }
 END_TEST
 
@@ -653,6 +786,9 @@ static Suite *image_pull_suite(void)
         tcase_add_test(registry_tests, pull_oci_image);
         tcase_add_test(registry_tests, pull_docker_format_and_cache_reuse);
         tcase_add_test(registry_tests, pull_by_digest);
+        tcase_add_test(registry_tests, pull_index_selects_platform);
+        tcase_add_test(registry_tests, pull_index_config_platform_mismatch);
+        tcase_add_test(registry_tests, pull_index_platform_missing);
         tcase_add_test(registry_tests, pull_registry_down);
         tcase_add_test(registry_tests, pull_unknown_repository);
         tcase_add_test(registry_tests, pull_unknown_tag);
