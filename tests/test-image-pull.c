@@ -578,7 +578,7 @@ START_TEST(pull_index_config_platform_mismatch)
 {
         _cleanup_free_ char *dir = test_dir("arm64"), *reference = NULL, *error = NULL;
 
-        /* The arm64 entry leads to a config that says amd64. */
+        /* The arm64 entry leads to a config that declares amd64. */
         architecture = "arm64";
         ck_assert_int_ge(asprintf(&reference, "%s/test/multi:1", registry), 0);
         ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -ENOEXEC);
