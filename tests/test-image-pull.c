@@ -31,9 +31,12 @@
 
 static char tmpdir[] = "/tmp/test-image-pull-XXXXXX";
 static pid_t registry_pid = -1, token_registry_pid = -1, token_pid = -1;
-static char registry[64];                  /* "127.0.0.1:PORT", anonymous access */
-static char token_registry[64];            /* the same storage behind bearer token authentication */
-static char *token_log;                    /* requests the token server received */
+static char registry[64];          /* "127.0.0.1:PORT", anonymous access */
+static char token_registry[64];    /* the same storage behind bearer token authentication */
+static char *token_log;            /* requests the token server received */
+static char redirect_registry[64]; /* the same with blobs redirected to the token server */
+static pid_t redirect_registry_pid = -1;
+static char token_port[16];
 static const char *architecture = "amd64"; /* platform that pull() requests */
 static char manifest_digest[80];           /* of the OCI push of test/busybox:1 */
 static char corrupt_digest[80];            /* of the layer tampered with in test/corrupt:1 */
@@ -146,7 +149,7 @@ static pid_t start_registry(const char *name, const char *extra, char *ret_addre
 static char *start_token_server(void)
 {
         _cleanup_free_ char *key = NULL, *cert = NULL, *script = NULL, *port_file = NULL,
-                            *port = NULL;
+                            *port = NULL, *storage = NULL;
         char *auth;
 
         ck_assert_int_ge(asprintf(&key, "%s/token.key", tmpdir), 0);
@@ -168,8 +171,9 @@ static char *start_token_server(void)
                         NULL };
         ck_assert_int_eq(run(req, NULL, 0), 0);
 
-        char *argv[] = { "python3", script,    key, cert, "banger-test", "banger-test-issuer",
-                         port_file, token_log, NULL };
+        ck_assert_int_ge(asprintf(&storage, "%s/storage", tmpdir), 0);
+        char *argv[] = { "python3", script,    key,     cert, "banger-test", "banger-test-issuer",
+                         port_file, token_log, storage, NULL };
         ck_assert_int_eq(posix_spawnp(&token_pid, "python3", NULL, NULL, argv, environ), 0);
         while (read_full_file(port_file, 64, &port, NULL) < 0) {
                 ck_assert_int_eq(waitpid(token_pid, NULL, WNOHANG), 0);
@@ -184,6 +188,7 @@ static char *start_token_server(void)
                                   "    rootcertbundle: %s\n",
                                   port, cert),
                          0);
+        snprintf(token_port, sizeof(token_port), "%s", port);
         return auth;
 }
 
@@ -345,7 +350,7 @@ static void build_index_layout(const char *layout, const char *index_layout)
 static void suite_setup(void)
 {
         _cleanup_free_ char *layout = NULL, *index_layout = NULL, *corrupt_layout = NULL,
-                            *auth = NULL;
+                            *auth = NULL, *redirect = NULL;
 
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         /* The token server first: its key generation is the step most likely to fail, and a
@@ -354,6 +359,14 @@ static void suite_setup(void)
         registry_pid = start_registry("registry", "", registry, sizeof(registry));
         token_registry_pid =
                 start_registry("token-registry", auth, token_registry, sizeof(token_registry));
+        ck_assert_int_ge(asprintf(&redirect,
+                                  "%smiddleware:\n  storage:\n    - name: redirect\n"
+                                  "      options:\n"
+                                  "        baseurl: http://127.0.0.1:%s\n",
+                                  auth, token_port),
+                         0);
+        redirect_registry_pid = start_registry("redirect-registry", redirect, redirect_registry,
+                                               sizeof(redirect_registry));
 
         ck_assert_int_ge(asprintf(&layout, "%s/layout", tmpdir), 0);
         build_and_push(layout, "0", "test/busybox:1", NULL, manifest_digest,
@@ -383,6 +396,7 @@ static void suite_teardown(void)
 {
         stop(&registry_pid);
         stop(&token_registry_pid);
+        stop(&redirect_registry_pid);
         stop(&token_pid);
         rm_rf(tmpdir);
         free(token_log);
@@ -422,7 +436,7 @@ static int pull(const char *dir, const char *reference, const volatile bool *can
                 ImageInfo **ret, char **ret_error)
 {
         _cleanup_free_ char *cache = NULL, *output = NULL;
-        char *insecure[] = { registry, token_registry, NULL };
+        char *insecure[] = { registry, token_registry, redirect_registry, NULL };
         ImagePullOptions opts = {
                 .reference = reference,
                 .insecure_registries = insecure,
@@ -660,22 +674,68 @@ START_TEST(pull_corrupt_blob_rejected)
 }
 END_TEST
 
+/* Counts the token server's log lines that start with prefix, and those among them that
+ * carried an Authorization header. */
+static unsigned count_token_log(const char *prefix, unsigned *ret_with_auth)
+{
+        _cleanup_free_ char *log = NULL;
+        unsigned n = 0, with_auth = 0;
+        int r = read_full_file(token_log, 1 << 20, &log, NULL);
+
+        if (ret_with_auth)
+                *ret_with_auth = 0;
+        if (r == -ENOENT) /* no request yet */
+                return 0;
+        ck_assert_int_eq(r, 0);
+        for (char *line = log; *line;) {
+                char *end = strchrnul(line, '\n');
+
+                if (strneq(line, prefix, strlen(prefix))) {
+                        n++;
+                        if (memmem(line, end - line, "auth=True", 9))
+                                with_auth++;
+                }
+                line = *end ? end + 1 : end;
+        }
+        if (ret_with_auth)
+                *ret_with_auth = with_auth;
+        return n;
+}
+
 START_TEST(pull_with_bearer_token)
 {
-        _cleanup_free_ char *dir = test_dir("token"), *reference = NULL, *error = NULL, *log = NULL;
+        _cleanup_free_ char *dir = test_dir("token"), *reference = NULL, *error = NULL;
         _cleanup_(image_info_freep) ImageInfo *info = NULL;
+        unsigned before = count_token_log("/token?", NULL), with_auth;
 
         ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", token_registry), 0);
         ck_assert_msg(pull(dir, reference, NULL, NULL, &info, &error) == 0, "pull failed: %s",
                       error);
-        ck_assert_ptr_null(error);
         ck_assert_str_eq(info->digest, manifest_digest);
         assert_test_image(dir);
 
         /* One anonymous token request, reused for the manifest and every blob. */
-        ck_assert_int_eq(read_full_file(token_log, 1 << 20, &log, NULL), 0);
-        ck_assert_str_eq(log, "/token?service=banger-test&scope=repository%3Atest%2Fbusybox%3Apull"
-                              " auth=False\n");
+        ck_assert_uint_eq(count_token_log("/token?service=banger-test&scope=repository%3Atest%2F"
+                                          "busybox%3Apull ",
+                                          &with_auth),
+                          before + 1);
+        ck_assert_uint_eq(with_auth, 0);
+}
+END_TEST
+
+START_TEST(pull_blob_redirect_drops_token)
+{
+        _cleanup_free_ char *dir = test_dir("redirect"), *reference = NULL, *error = NULL;
+        unsigned before = count_token_log("/docker/registry/v2/blobs/", NULL), with_auth;
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", redirect_registry), 0);
+        ck_assert_msg(pull(dir, reference, NULL, NULL, NULL, &error) == 0, "pull failed: %s",
+                      error);
+        assert_test_image(dir);
+
+        /* The config and both layers came from the storage host, without the bearer token. */
+        ck_assert_uint_eq(count_token_log("/docker/registry/v2/blobs/", &with_auth), before + 3);
+        ck_assert_uint_eq(with_auth, 0);
 }
 END_TEST
 
@@ -794,6 +854,7 @@ static Suite *image_pull_suite(void)
         tcase_add_test(registry_tests, pull_unknown_tag);
         tcase_add_test(registry_tests, pull_corrupt_blob_rejected);
         tcase_add_test(registry_tests, pull_with_bearer_token);
+        tcase_add_test(registry_tests, pull_blob_redirect_drops_token);
         tcase_add_test(registry_tests, pull_token_denied);
         tcase_add_test(registry_tests, pull_cancelled);
         tcase_add_test(registry_tests, pull_output_exists);

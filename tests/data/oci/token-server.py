@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Issue anonymous bearer tokens for docker-registry's token authentication.
 
-Usage: token-server.py KEY CERT SERVICE ISSUER PORTFILE LOGFILE
+Usage: token-server.py KEY CERT SERVICE ISSUER PORTFILE LOGFILE [STORAGE]
 
 Listens on a free port on 127.0.0.1 and writes that port to PORTFILE. GET /token?service=S&scope=S
 returns {"token": JWT} granting the actions the scope requests, signed RS256 with KEY and carrying
 CERT in the x5c header, which docker-registry checks against its rootcertbundle. A repository
-whose name ends in "private" gets 401. Each request line is appended to LOGFILE. Signing runs
+whose name ends in "private" gets 401. With STORAGE, GET /docker/registry/v2/PATH returns the
+file STORAGE/docker/registry/v2/PATH, standing in for the blob storage that docker-registry's
+redirect middleware sends clients to (it keeps only the scheme and host of its baseurl). Each request path is
+appended to LOGFILE with whether it carried an Authorization header. Signing runs
 the openssl command, so only the standard library is needed.
 """
 
@@ -26,6 +29,7 @@ def b64url(data):
 
 def main():
     key, cert, service, issuer, port_file, log_file = sys.argv[1:7]
+    storage = sys.argv[7] if len(sys.argv) > 7 else None
     der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], check=True,
                          capture_output=True).stdout
 
@@ -46,6 +50,9 @@ def main():
             query = urllib.parse.parse_qs(url.query)
             with open(log_file, "a") as log:
                 log.write("%s auth=%s\n" % (self.path, "Authorization" in self.headers))
+            if storage and url.path.startswith("/docker/registry/v2/") and ".." not in url.path:
+                self.send_file(os.path.join(storage, url.path.lstrip("/")))
+                return
             access = []
             for scope in query.get("scope", []):
                 kind, name, actions = scope.split(":")
@@ -61,6 +68,20 @@ def main():
             body = json.dumps({"token": token, "expires_in": 600}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def send_file(self, path):
+            try:
+                with open(path, "rb") as f:
+                    body = f.read()
+            except OSError:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
