@@ -42,8 +42,8 @@ static const char *const common_tail[] = {
         "-serial",
         "chardev:console",
         "-drive",
-        "id=root,file=/var/lib/banger/vms/dev1/root.img,format=raw,if=none,cache=writeback,"
-        "discard=unmap",
+        ("id=root,file=/var/lib/banger/vms/dev1/root.img,format=raw,if=none,cache=writeback,"
+         "discard=unmap"),
         "-device",
         "virtio-blk-device,drive=root",
         "-device",

@@ -152,7 +152,7 @@ static void write_record(const char *dir, const char *text)
 
 START_TEST(store_publish_and_list)
 {
-        _cleanup_free_ char *tmp = NULL, *final = NULL, *record = NULL;
+        _cleanup_free_ char *tmp = NULL, *final = NULL;
         _cleanup_strv_free_ char **names = NULL;
 
         ck_assert_int_eq(store_list(tmpdir, STORE_IMAGES, &names), 0);
