@@ -141,8 +141,7 @@ START_TEST(bzimage_rejects_corrupt_payload)
 
         ck_assert_int_eq(bzimage_parse_header(bz.data, bz.size, &h), 0);
         /* Overwrite the second half of the compressed stream, past every format's header. */
-        memset(bz.data + h.payload_offset + h.payload_length / 2, 0x5a,
-               h.payload_length / 2 - 4);
+        memset(bz.data + h.payload_offset + h.payload_length / 2, 0x5a, h.payload_length / 2 - 4);
         r = extract(&bz, UINT64_MAX, &out);
         ck_assert_msg(r == -EBADMSG, "%s corruption gave %d, payload length %" PRIu64, filter, r,
                       h.payload_length);

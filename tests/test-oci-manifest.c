@@ -57,7 +57,7 @@ END_TEST
 
 #define CFG                                                                                       \
         "\"config\":{\"mediaType\":\"" OCI_MEDIA_TYPE_CONFIG "\",\"digest\":\"" D1 "\",\"size\":" \
-                                                                                   "1}"
+        "1}"
 #define LAYER(digest, size)                                                              \
         "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" digest \
         "\",\"size\":" size "}"
