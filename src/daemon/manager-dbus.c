@@ -769,8 +769,8 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
                         Kernel **ret_kernel, sd_bus_error *error)
 {
         _cleanup_free_ char *normalized = NULL;
-        Image *image;
-        Kernel *kernel;
+        Image *image = NULL;
+        Kernel *kernel = NULL;
 
         if (!spec->image)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
@@ -928,8 +928,8 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         };
         const char *name;
         CreateParams *p;
-        Image *image;
-        Kernel *kernel;
+        Image *image = NULL;
+        Kernel *kernel = NULL;
         Job *j;
         uid_t uid;
         int r;

@@ -366,7 +366,7 @@ static int pull(PullState *s, ImageInfo **ret, char **ret_error)
 {
         const ImagePullOptions *opts = s->opts;
         bool plain_http;
-        uint64_t size;
+        uint64_t size = 0;
         int r;
 
         if (isempty(opts->reference) || isempty(opts->blob_cache_dir) ||
