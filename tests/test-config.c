@@ -180,6 +180,40 @@ START_TEST(config_file_table)
 }
 END_TEST
 
+/* [Kernel] CatalogURL values, the URL each leaves set (NULL for none) and the warnings. */
+static const struct {
+        const char *text;
+        const char *url;
+        unsigned n_warnings;
+} catalog_files[] = {
+        { "", NULL, 0 },
+        { "[Kernel]\nCatalogURL=http://127.0.0.1:8080/index.json\n",
+          "http://127.0.0.1:8080/index.json", 0 },
+        { "[Kernel]\nCatalogURL=https://kernels.example/banger/\n",
+          "https://kernels.example/banger/", 0 },
+        { "[Kernel]\nCatalogURL=https://a/i.json\nCatalogURL=\n", NULL, 0 },
+        { "[Kernel]\nCatalogURL=ftp://a/i.json\n", NULL, 1 },
+        { "[Kernel]\nCatalogURL=file:///etc/index.json\n", NULL, 1 },
+        { "[Kernel]\nCatalogURL=index.json\n", NULL, 1 },
+        { "[Kernel]\nCatalogURL=https://a/i.json\nCatalogURL=nope\n", "https://a/i.json", 1 },
+        { "[VM]\nCatalogURL=https://a/i.json\n", NULL, 1 },
+};
+
+START_TEST(config_catalog_url_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *path = write_in_tmpdir("f.conf", catalog_files[_i].text);
+
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        if (catalog_files[_i].url)
+                ck_assert_str_eq(c->catalog_url, catalog_files[_i].url);
+        else
+                ck_assert_ptr_null(c->catalog_url);
+        ck_assert_uint_eq(strv_length(warnings), catalog_files[_i].n_warnings);
+}
+END_TEST
+
 START_TEST(config_dropins_override_in_order)
 {
         _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
@@ -227,6 +261,7 @@ int main(void)
         tcase_add_test(tc, config_directories_from_env);
         tcase_add_test(tc, config_missing_file_is_defaults);
         tcase_add_loop_test(tc, config_file_table, 0, ELEMENTSOF(files));
+        tcase_add_loop_test(tc, config_catalog_url_table, 0, ELEMENTSOF(catalog_files));
         tcase_add_test(tc, config_dropins_override_in_order);
         tcase_add_test(tc, config_unreadable_path_fails);
         suite_add_tcase(s, tc);

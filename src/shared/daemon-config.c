@@ -10,6 +10,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "catalog.h"
 #include "daemon-config.h"
 #include "log.h"
 #include "macro.h"
@@ -28,6 +29,7 @@ DaemonConfig *daemon_config_free(DaemonConfig *c)
                 return NULL;
         free(c->default_kernel);
         free(c->qemu_path);
+        free(c->catalog_url);
         strv_free(c->insecure_registries);
         free(c->os);
         free(c->architecture);
@@ -226,6 +228,21 @@ static int apply_key(DaemonConfig *c, const char *section, const char *key, cons
                         return r;
                 c->idle_timeout_usec = v * USEC_PER_SEC;
                 return 0;
+        }
+
+        if (streq(section, "Kernel") && streq(key, "CatalogURL")) {
+                _cleanup_free_ char *url = NULL;
+
+                if (isempty(value)) {
+                        free(c->catalog_url);
+                        c->catalog_url = NULL;
+                        return 0;
+                }
+                /* Resolving the URL against itself checks its syntax and scheme. */
+                r = catalog_resolve_url(value, value, &url);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EINVAL;
+                return replace_string(&c->catalog_url, value);
         }
 
         if (streq(section, "VM")) {

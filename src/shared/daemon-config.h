@@ -19,6 +19,8 @@ typedef struct DaemonConfig {
         char *qemu_path;             /* [VM] QemuPath */
         uint64_t boot_timeout_usec;  /* [VM] BootTimeoutSec */
 
+        char *catalog_url; /* [Kernel] CatalogURL, an http or https URL; NULL when unset */
+
         char **insecure_registries; /* [Registry] InsecureRegistries, "host:port" entries */
         char *os;                   /* [Registry] Platform, the part before '/' */
         char *architecture;         /* [Registry] Platform, the part after '/' */
