@@ -1,0 +1,339 @@
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "vsock.h"
+
+#define MSEC_USEC 1000ULL
+
+/* Reply lines */
+
+static const struct {
+        const char *line;
+        int result;
+        uint32_t port;
+} reply_cases[] = {
+        { "OK 1073741824\n", 0, 1073741824U },
+        { "OK 0\n", 0, 0 },
+        { "OK 4294967295\n", 0, UINT32_MAX },
+        { "OK 4294967296\n", -EBADMSG, 0 },
+        { "OK 99999999999999999999\n", -EBADMSG, 0 },
+        { "OK \n", -EBADMSG, 0 },
+        { "OK 12", -EBADMSG, 0 },
+        { "OK 12\r\n", -EBADMSG, 0 },
+        { "OK -1\n", -EBADMSG, 0 },
+        { "ok 12\n", -EBADMSG, 0 },
+        { "OK12\n", -EBADMSG, 0 },
+        { "ERR 12\n", -EBADMSG, 0 },
+        { "", -EBADMSG, 0 },
+        { "\n", -EBADMSG, 0 },
+        { "OK 000000000000000000000000000001\n", -EBADMSG, 0 }, /* 33 bytes */
+};
+
+START_TEST(test_reply_parse_table)
+{
+        uint32_t port = 7;
+        int r;
+
+        r = vsock_reply_parse(reply_cases[_i].line, strlen(reply_cases[_i].line), &port);
+        ck_assert_msg(r == reply_cases[_i].result, "case %d ('%s'): got %d", _i,
+                      reply_cases[_i].line, r);
+        if (r == 0)
+                ck_assert_uint_eq(port, reply_cases[_i].port);
+        else
+                ck_assert_uint_eq(port, 7);
+}
+END_TEST
+
+/* A unix-socket peer that behaves as Firecracker's vsock socket does: it reads "CONNECT
+ * <port>\n", then either closes the connection (nothing listens on that port in the guest),
+ * replies "OK <host port>\n" and forwards the stream, or stalls. */
+
+typedef enum PeerMode {
+        PEER_CLOSE,
+        PEER_OK,
+        PEER_STALL,
+        PEER_GARBAGE,
+        PEER_CLOSE_TWICE_THEN_OK,
+} PeerMode;
+
+typedef struct Peer {
+        PeerMode mode;
+        char path[108];
+        char dir[64];
+        int listen_fd;
+        int stop_pipe[2];
+        pthread_t thread;
+        unsigned accepted;
+        bool write_failed;
+        char last_request[64];
+        int held[64];
+        unsigned n_held;
+} Peer;
+
+/* Reads one line, "\n" included, into buf. Returns false on EOF or error. */
+static bool read_line(int fd, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        while (n + 1 < size) {
+                ssize_t k = read(fd, buf + n, 1);
+                if (k <= 0)
+                        return false;
+                if (buf[n++] == '\n')
+                        break;
+        }
+        buf[n] = '\0';
+        return true;
+}
+
+static void *peer_run(void *userdata)
+{
+        Peer *p = userdata;
+
+        for (;;) {
+                struct pollfd fds[2] = { { .fd = p->listen_fd, .events = POLLIN },
+                                         { .fd = p->stop_pipe[0], .events = POLLIN } };
+                char line[64];
+                int fd;
+
+                if (poll(fds, 2, -1) < 0 || fds[1].revents)
+                        return NULL;
+
+                fd = accept(p->listen_fd, NULL, NULL);
+                if (fd < 0)
+                        return NULL;
+                p->accepted++;
+
+                if (!read_line(fd, line, sizeof(line))) {
+                        close(fd);
+                        continue;
+                }
+                memcpy(p->last_request, line, sizeof(line));
+
+                PeerMode mode = p->mode;
+                if (mode == PEER_CLOSE_TWICE_THEN_OK)
+                        mode = p->accepted <= 2 ? PEER_CLOSE : PEER_OK;
+
+                switch (mode) {
+                case PEER_OK: {
+                        /* The reply and the first forwarded bytes arrive in one write, so a
+                         * client that reads past the newline would swallow them. */
+                        static const char reply[] = "OK 1073741824\nfrom-guest";
+                        if (write(fd, reply, strlen(reply)) != (ssize_t)strlen(reply))
+                                p->write_failed = true;
+                        p->held[p->n_held++] = fd;
+                        break;
+                }
+                case PEER_STALL:
+                        p->held[p->n_held++] = fd;
+                        break;
+                case PEER_GARBAGE:
+                        if (write(fd, "NO\n", 3) != 3)
+                                p->write_failed = true;
+                        close(fd);
+                        break;
+                default:
+                        close(fd);
+                        break;
+                }
+        }
+}
+
+static void peer_start(Peer *p, PeerMode mode)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        *p = (Peer){ .mode = mode };
+        strcpy(p->dir, "/tmp/banger-vsock-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(p->dir));
+        snprintf(p->path, sizeof(p->path), "%s/v.sock", p->dir);
+
+        p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(p->listen_fd, 0);
+        strcpy(sa.sun_path, p->path);
+        ck_assert_int_eq(bind(p->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(p->listen_fd, 16), 0);
+        ck_assert_int_eq(pipe(p->stop_pipe), 0);
+        ck_assert_int_eq(pthread_create(&p->thread, NULL, peer_run, p), 0);
+}
+
+static void peer_stop(Peer *p)
+{
+        ck_assert_int_eq(write(p->stop_pipe[1], "x", 1), 1);
+        ck_assert_int_eq(pthread_join(p->thread, NULL), 0);
+        for (unsigned i = 0; i < p->n_held; i++)
+                close(p->held[i]);
+        close(p->listen_fd);
+        close(p->stop_pipe[0]);
+        close(p->stop_pipe[1]);
+        unlink(p->path);
+        rmdir(p->dir);
+        ck_assert(!p->write_failed);
+}
+
+START_TEST(test_connect_ok)
+{
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint32_t host_port = 0;
+        char data[16] = {};
+        Peer p;
+
+        peer_start(&p, PEER_OK);
+        ck_assert_int_eq(vsock_connect(p.path, 52, 5000 * MSEC_USEC, 30000 * MSEC_USEC, &fd,
+                                       &host_port, &error),
+                         0);
+        ck_assert_ptr_null(error);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_uint_eq(host_port, 1073741824U);
+
+        /* The bytes after the reply line are the guest's and stay in the socket. */
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ck_assert_int_eq(poll(&pfd, 1, 30000), 1);
+        ck_assert_int_eq(read(fd, data, sizeof(data) - 1), 10);
+        ck_assert_str_eq(data, "from-guest");
+
+        peer_stop(&p);
+        ck_assert_str_eq(p.last_request, "CONNECT 52\n");
+        ck_assert_uint_eq(p.accepted, 1);
+}
+END_TEST
+
+START_TEST(test_connect_retries_after_close)
+{
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_CLOSE_TWICE_THEN_OK);
+        ck_assert_int_eq(
+                vsock_connect(p.path, 1024, 5000 * MSEC_USEC, 30000 * MSEC_USEC, &fd, NULL, &error),
+                0);
+        ck_assert_ptr_null(error);
+        peer_stop(&p);
+        ck_assert_uint_eq(p.accepted, 3);
+        ck_assert_str_eq(p.last_request, "CONNECT 1024\n");
+}
+END_TEST
+
+START_TEST(test_connect_nothing_listening)
+{
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_CLOSE);
+        ck_assert_int_eq(
+                vsock_connect(p.path, 52, 5000 * MSEC_USEC, 500 * MSEC_USEC, &fd, NULL, &error),
+                -ECONNREFUSED);
+        ck_assert_int_eq(fd, -EBADF);
+        peer_stop(&p);
+
+        /* Retried until the deadline, not given up after the first closed connection. */
+        ck_assert_uint_ge(p.accepted, 2);
+        ck_assert_ptr_nonnull(error);
+        ck_assert_ptr_nonnull(strstr(error, "Nothing in the guest accepted vsock port 52"));
+        ck_assert_ptr_nonnull(strstr(error, p.path));
+}
+END_TEST
+
+START_TEST(test_connect_stalled_peer)
+{
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_STALL);
+        ck_assert_int_eq(
+                vsock_connect(p.path, 52, 200 * MSEC_USEC, 1000 * MSEC_USEC, &fd, NULL, &error),
+                -ETIMEDOUT);
+        ck_assert_int_eq(fd, -EBADF);
+        peer_stop(&p);
+
+        /* Each attempt gave up at its own deadline, so more than one was made. */
+        ck_assert_uint_ge(p.accepted, 2);
+        ck_assert_ptr_nonnull(strstr(error, "No reply to 'CONNECT 52'"));
+        ck_assert_ptr_nonnull(strstr(error, "within 200 ms per attempt"));
+}
+END_TEST
+
+START_TEST(test_connect_garbage_reply)
+{
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_GARBAGE);
+        ck_assert_int_eq(
+                vsock_connect(p.path, 52, 5000 * MSEC_USEC, 30000 * MSEC_USEC, &fd, NULL, &error),
+                -EBADMSG);
+        peer_stop(&p);
+        ck_assert_uint_eq(p.accepted, 1);
+        ck_assert_ptr_nonnull(strstr(error, "is not 'OK <port>'"));
+}
+END_TEST
+
+START_TEST(test_connect_missing_socket)
+{
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+
+        ck_assert_int_eq(vsock_connect("/nonexistent/v.sock", 52, 100 * MSEC_USEC, 300 * MSEC_USEC,
+                                       &fd, NULL, &error),
+                         -ENOENT);
+        ck_assert_ptr_nonnull(strstr(error, "'/nonexistent/v.sock' did not appear"));
+}
+END_TEST
+
+START_TEST(test_connect_path_too_long)
+{
+        _cleanup_free_ char *error = NULL;
+        char path[200];
+        int fd = -EBADF;
+
+        memset(path, 'p', sizeof(path) - 1);
+        path[sizeof(path) - 1] = '\0';
+        ck_assert_int_eq(
+                vsock_connect(path, 52, 100 * MSEC_USEC, 300 * MSEC_USEC, &fd, NULL, &error),
+                -ENAMETOOLONG);
+        ck_assert_ptr_nonnull(strstr(error, "too long"));
+}
+END_TEST
+
+static Suite *vsock_suite(void)
+{
+        Suite *s = suite_create("vsock");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_loop_test(tc, test_reply_parse_table, 0, (int)ELEMENTSOF(reply_cases));
+        tcase_add_test(tc, test_connect_ok);
+        tcase_add_test(tc, test_connect_retries_after_close);
+        tcase_add_test(tc, test_connect_nothing_listening);
+        tcase_add_test(tc, test_connect_stalled_peer);
+        tcase_add_test(tc, test_connect_garbage_reply);
+        tcase_add_test(tc, test_connect_missing_socket);
+        tcase_add_test(tc, test_connect_path_too_long);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(vsock_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
