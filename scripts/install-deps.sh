@@ -4,7 +4,7 @@ set -eu
 
 build="meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
 libsystemd-dev libcurl4-openssl-dev libarchive-dev libext2fs-dev comerr-dev
-libjson-c-dev libinih-dev check libzstd-dev liblz4-dev libssl-dev"
+libjson-c-dev libinih-dev check libzstd-dev liblz4-dev libssl-dev libyaml-dev"
 runtime="qemu-system-x86 e2fsprogs kmod dbus polkitd pkexec systemd systemd-container
 nftables iproute2"
 tests="docker-registry skopeo busybox-static apache2-utils cpio python3 curl util-linux
