@@ -27,6 +27,11 @@ static const GoodCase good_cases[] = {
         { { "image", "list", "--json" }, CTL_ACTION_RUN, CTL_IMAGE_LIST, NULL },
         { { "--json", "image", "list" }, CTL_ACTION_RUN, CTL_IMAGE_LIST, NULL },
         { { "image", "rm", "alpine" }, CTL_ACTION_RUN, CTL_IMAGE_RM, "alpine" },
+        { { "image", "import", "./oci-dir" }, CTL_ACTION_RUN, CTL_IMAGE_IMPORT, "./oci-dir" },
+        { { "image", "import", "root.tar.xz", "--name", "base:1", "--format=rootfs" },
+          CTL_ACTION_RUN,
+          CTL_IMAGE_IMPORT,
+          "root.tar.xz" },
         { { "kernel", "import", "/tmp/k.deb" }, CTL_ACTION_RUN, CTL_KERNEL_IMPORT, "/tmp/k.deb" },
         { { "kernel", "import", "vmlinuz", "--name", "k1", "--modules", "/lib/modules/6.1" },
           CTL_ACTION_RUN,
@@ -84,6 +89,16 @@ static const BadCase bad_cases[] = {
         { { "image", "show", "--json" }, "missing NAME", CTL_IMAGE_SHOW },
         { { "image", "pull" }, "missing REF", CTL_IMAGE_PULL },
         { { "kernel", "import" }, "missing PATH", CTL_KERNEL_IMPORT },
+        { { "image", "import", "--name", "x" }, "missing PATH", CTL_IMAGE_IMPORT },
+        { { "image", "import", "--format", "zip", "a.zip" },
+          "invalid value 'zip' for --format: expected oci-layout, docker-archive or rootfs",
+          CTL_IMAGE_IMPORT },
+        { { "image", "import", "--format=", "a.tar" },
+          "empty value for --format: expected FORMAT",
+          CTL_IMAGE_IMPORT },
+        { { "kernel", "import", "--format", "rootfs", "k.deb" },
+          "option '--format' is not valid for 'kernel import'",
+          CTL_KERNEL_IMPORT },
         { { "vm", "start", "a", "b" }, "unexpected argument 'b'", CTL_VM_START },
         { { "vm", "list", "extra" }, "unexpected argument 'extra'", CTL_VM_LIST },
         { { "vm", "start", "--bogus", "dev1" }, "unknown option '--bogus'", CTL_VM_START },
@@ -207,6 +222,23 @@ START_TEST(test_parse_create_values)
         ck_assert(args.no_start);
         ck_assert(args.ask_password);
         ck_assert_str_eq(args.name, "dev1");
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_image_import_values)
+{
+        char *argv[] = { "bangerctl", "image", "import",       "--format", "docker-archive",
+                         "--name",    "app:2", "/srv/app.tar", NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        ck_assert_int_eq(args.verb, CTL_IMAGE_IMPORT);
+        ck_assert_str_eq(args.format, "docker-archive");
+        ck_assert_str_eq(args.kernel_name, "app:2");
+        ck_assert_str_eq(args.name, "/srv/app.tar");
+        ck_assert(ctl_verb_needs_authorization(CTL_IMAGE_IMPORT));
         ctl_args_done(&args);
 }
 END_TEST
@@ -468,6 +500,7 @@ static Suite *ctl_suite(void)
         tcase_add_loop_test(tc, test_parse_good, 0, ELEMENTSOF(good_cases));
         tcase_add_loop_test(tc, test_parse_bad, 0, ELEMENTSOF(bad_cases));
         tcase_add_test(tc, test_parse_create_values);
+        tcase_add_test(tc, test_parse_image_import_values);
         tcase_add_test(tc, test_parse_exec_command);
         tcase_add_test(tc, test_parse_flags);
         tcase_add_test(tc, test_verbs_needing_authorization);

@@ -14,6 +14,7 @@ typedef int (*VerbFunction)(sd_bus *bus, const CtlArgs *args);
 
 static const VerbFunction verb_functions[_CTL_VERB_MAX] = {
         [CTL_IMAGE_PULL] = verb_image_pull,
+        [CTL_IMAGE_IMPORT] = verb_image_import, /* an OCI layout, docker-archive or rootfs */
         [CTL_IMAGE_LIST] = verb_image_list,
         [CTL_IMAGE_RM] = verb_image_rm,
         [CTL_IMAGE_SHOW] = verb_image_show,

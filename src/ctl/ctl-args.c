@@ -25,6 +25,7 @@ typedef enum CtlOption {
         OPT_MEMORY = 1u << 11,
         OPT_ENV = 1u << 12,
         OPT_CWD = 1u << 13,
+        OPT_FORMAT = 1u << 14,
 } CtlOption;
 
 /* Options every verb accepts. */
@@ -46,7 +47,8 @@ static const OptionInfo option_table[] = {
         { OPT_JSON, "json", 0, NULL, "Print the output as JSON" },
         { OPT_FORCE, "force", 'f', NULL, "Stop the VM at once, without a clean shutdown" },
         { OPT_NO_START, "no-start", 0, NULL, "Create the VM without starting it" },
-        { OPT_NAME, "name", 0, "NAME", "Name of the imported kernel (default: from the file)" },
+        { OPT_NAME, "name", 0, "NAME",
+          "Name to store the import under (default: from the source)" },
         { OPT_MODULES, "modules", 0, "DIR",
           "The lib/modules/VERSION directory that belongs to a bare kernel file" },
         { OPT_IMAGE, "image", 0, "REF", "Image to boot, as a name or registry reference" },
@@ -55,6 +57,8 @@ static const OptionInfo option_table[] = {
         { OPT_MEMORY, "memory", 0, "MIB", "Guest memory in MiB" },
         { OPT_ENV, "env", 'e', "KEY=VALUE", "Set an environment variable; may be repeated" },
         { OPT_CWD, "cwd", 0, "DIR", "Working directory of the command in the guest" },
+        { OPT_FORMAT, "format", 0, "FORMAT",
+          "Source format: oci-layout, docker-archive or rootfs (default: detected)" },
 };
 
 typedef struct VerbInfo {
@@ -69,6 +73,10 @@ typedef struct VerbInfo {
 static const VerbInfo verb_table[_CTL_VERB_MAX] = {
         [CTL_IMAGE_PULL] = { "image", "pull", 0, "REF", "REF",
                              "Pull an image from a registry and convert it to a root disk" },
+        [CTL_IMAGE_IMPORT] = { "image", "import", OPT_NAME | OPT_FORMAT, "PATH",
+                               "PATH [--name NAME] [--format FORMAT]",
+                               "Import an image from an OCI layout directory, a docker-archive "
+                               "or a root file system tarball" },
         [CTL_IMAGE_LIST] = { "image", "list", OPT_JSON, NULL, "[--json]", "List images" },
         [CTL_IMAGE_RM] = { "image", "rm", 0, "NAME", "NAME", "Remove an image" },
         [CTL_IMAGE_SHOW] = { "image", "show", OPT_JSON, "NAME", "[--json] NAME",
@@ -276,6 +284,15 @@ static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
                 break;
         case OPT_CWD:
                 args->cwd = value;
+                break;
+        case OPT_FORMAT:
+                if (!streq(value, "oci-layout") && !streq(value, "docker-archive") &&
+                    !streq(value, "rootfs"))
+                        return args_fail(args,
+                                         "invalid value '%s' for --format: expected oci-layout, "
+                                         "docker-archive or rootfs",
+                                         value);
+                args->format = value;
                 break;
         default:
                 assert(!"option without a handler");

@@ -10,6 +10,7 @@
 
 typedef enum CtlVerb {
         CTL_IMAGE_PULL,
+        CTL_IMAGE_IMPORT,
         CTL_IMAGE_LIST,
         CTL_IMAGE_RM,
         CTL_IMAGE_SHOW,
@@ -52,7 +53,8 @@ typedef struct CtlArgs {
         const char *name;
         const char *image;
         const char *kernel;
-        const char *kernel_name;
+        const char *kernel_name; /* --name of kernel import and image import */
+        const char *format;      /* image import --format */
         const char *modules;
         const char *cwd;
         uint32_t vcpus;       /* 0 when not given */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,41 @@ int verb_image_pull(sd_bus *bus, const CtlArgs *args)
                 return r;
 
         r = sd_bus_message_append(m, "sa{sv}", args->name, 0);
+        if (r < 0)
+                return ctl_log_errno(r, "%s", what);
+
+        return ctl_run_job(bus, m, what);
+}
+
+int verb_image_import(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to import image '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        /* A directory opens too: bangerd reads an OCI layout through the directory fd. */
+        fd = open(args->name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return ctl_log_errno(negative_errno(), "Failed to open '%s'", args->name);
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ImportImage");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_append(m, "h", fd);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && args->kernel_name)
+                r = sd_bus_message_append(m, "{sv}", "name", "s", args->kernel_name);
+        if (r >= 0 && args->format)
+                r = sd_bus_message_append(m, "{sv}", "format", "s", args->format);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
         if (r < 0)
                 return ctl_log_errno(r, "%s", what);
 

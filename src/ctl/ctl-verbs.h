@@ -8,6 +8,7 @@
  * failure. verb_vm_exec() returns the exit status to pass on instead. */
 
 int verb_image_pull(sd_bus *bus, const CtlArgs *args);
+int verb_image_import(sd_bus *bus, const CtlArgs *args);
 int verb_image_list(sd_bus *bus, const CtlArgs *args);
 int verb_image_rm(sd_bus *bus, const CtlArgs *args);
 int verb_image_show(sd_bus *bus, const CtlArgs *args);

@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bus-error.h"
 #include "fileio.h"
@@ -96,11 +98,40 @@ static int property_get_config(sd_bus *bus, const char *path, const char *interf
         return sd_bus_message_close_container(reply);
 }
 
+/* Stores "VM 'a'" or "VMs 'a', 'b'" for the VMs whose disk comes from the image, or NULL when
+ * none does. */
+static int list_vms_using(Manager *m, const char *image, char **ret)
+{
+        _cleanup_free_ char *list = NULL;
+        unsigned n = 0;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next) {
+                char *extended;
+
+                if (!streq(vm->record->image, image))
+                        continue;
+                if (asprintf(&extended, "%s%s'%s'", strempty(list), list ? ", " : "",
+                             vm->record->name) < 0)
+                        return -ENOMEM;
+                free(list);
+                list = extended;
+                n++;
+        }
+
+        if (n == 0) {
+                *ret = NULL;
+                return 0;
+        }
+        if (asprintf(ret, "%s %s", n == 1 ? "VM" : "VMs", list) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int method_delete(sd_bus_message *message, void *userdata, sd_bus_error *error)
 {
         Image *i = userdata;
         Manager *m = i->manager;
-        _cleanup_free_ char *name = strdup(i->name), *path = strdup(i->path);
+        _cleanup_free_ char *name = strdup(i->name), *path = strdup(i->path), *users = NULL;
         int r;
 
         if (!name || !path)
@@ -110,15 +141,21 @@ static int method_delete(sd_bus_message *message, void *userdata, sd_bus_error *
         if (r < 0)
                 return r;
 
-        for (Vm *vm = m->vms; vm; vm = vm->next)
-                if (streq(vm->record->image, i->name))
-                        return sd_bus_error_setf(error, BUS_ERROR_BUSY,
-                                                 "Image '%s' is used by VM '%s': delete the VM "
-                                                 "first",
-                                                 i->name, vm->record->name);
+        r = list_vms_using(m, i->name, &users);
+        if (r < 0)
+                return r;
+        if (users)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "Image '%s' is used by %s: delete %s first", i->name,
+                                         users, strchr(users, ',') ? "these VMs" : "the VM");
         if (job_manager_find_running(m->jobs, "pull-image", i->name))
                 return sd_bus_error_setf(error, BUS_ERROR_BUSY,
                                          "Image '%s' is being pulled: wait for the pull to "
+                                         "finish",
+                                         i->name);
+        if (job_manager_find_running(m->jobs, "import-image", i->name))
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "Image '%s' is being imported: wait for the import to "
                                          "finish",
                                          i->name);
 

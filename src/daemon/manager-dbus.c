@@ -13,6 +13,7 @@
 #include "disk.h"
 #include "fileio.h"
 #include "guest-config.h"
+#include "image-import.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -369,6 +370,217 @@ static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_err
                       &j);
         if (r < 0)
                 return log_error_errno(r, "Failed to start pulling '%s': %m", name);
+        return reply_job(message, j);
+}
+
+/* ImportImage */
+
+typedef struct ImageImportParams {
+        Manager *manager;
+        int source_fd;
+        char *name; /* as given, or NULL to take it from the source */
+        ImageImportFormat format;
+        char *state_dir;
+        char *os;
+        char *architecture;
+        char *final_dir; /* known once the import has named the image */
+        ImageInfo *info;
+} ImageImportParams;
+
+static void image_import_params_free(void *userdata)
+{
+        ImageImportParams *p = userdata;
+
+        if (!p)
+                return;
+        safe_close(p->source_fd);
+        free(p->name);
+        free(p->state_dir);
+        free(p->os);
+        free(p->architecture);
+        free(p->final_dir);
+        image_info_free(p->info);
+        free(p);
+}
+
+static int run_image_import(Job *j, void *userdata, char **ret_error)
+{
+        ImageImportParams *p = userdata;
+        _cleanup_free_ char *tmp = NULL, *output = NULL, *json = NULL;
+        int r;
+
+        r = store_make_temp_dir(p->state_dir, STORE_IMAGES, &tmp);
+        if (r < 0)
+                return set_error_text(ret_error, "Failed to create a directory under '%s': %s",
+                                      p->state_dir, r);
+        if (asprintf(&output, "%s/rootfs.ext4", tmp) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        ImageImportOptions opts = {
+                .source_fd = p->source_fd,
+                .format = p->format,
+                .name = p->name,
+                .work_dir = tmp,
+                .output_path = output,
+                .os = p->os,
+                .architecture = p->architecture,
+                .progress = on_pull_progress,
+                .userdata = j,
+                .cancel = &j->cancel,
+        };
+        r = image_import(&opts, &p->info, ret_error);
+        if (r < 0)
+                goto fail;
+
+        r = store_object_dir(p->state_dir, STORE_IMAGES, p->info->name, &p->final_dir);
+        if (r >= 0)
+                r = image_info_to_json(p->info, &json);
+        if (r >= 0)
+                r = write_record_in(tmp, json);
+        if (r >= 0)
+                r = store_publish_dir(tmp, p->final_dir);
+        if (r < 0) {
+                set_error_text(ret_error, "Failed to store image '%s': %s", p->info->name, r);
+                goto fail;
+        }
+        return 0;
+
+fail:
+        (void)rm_rf(tmp);
+        return r;
+}
+
+static int complete_image_import(Job *j, int result, const char *error, void *userdata,
+                                 char **ret_error)
+{
+        ImageImportParams *p = userdata;
+        Manager *m = p->manager;
+        Image *i;
+        int r;
+
+        if (result < 0)
+                return result;
+        r = manager_add_image(m, p->final_dir, TAKE_PTR(p->info), &i);
+        if (r < 0)
+                return r;
+        log_field(LOG_INFO, "IMAGE=%s", "Imported image '%s' (%s)", i->name,
+                  strempty(i->info->digest));
+        manager_emit_object_signal(m, "ImageNew", i->name, i->path);
+        return job_set_result(j, i->path);
+}
+
+static int read_image_import_options(sd_bus_message *message, ImageImportParams *p,
+                                     sd_bus_error *error)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                const char *key, *s;
+
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                if (!streq(key, "name") && !streq(key, "format"))
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown ImportImage option '%s': the options "
+                                                 "are 'name' and 'format'",
+                                                 key);
+                r = sd_bus_message_read(message, "v", "s", &s);
+                if (r < 0)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "ImportImage option '%s' must be a string", key);
+                if (streq(key, "name")) {
+                        _cleanup_free_ char *normalized = NULL;
+
+                        if (oci_reference_normalize(s, &normalized) < 0)
+                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                         "Invalid image name '%s': use "
+                                                         "NAME[:TAG] or REGISTRY/NAME[:TAG]",
+                                                         s);
+                        free(p->name);
+                        p->name = strdup(s);
+                        if (!p->name)
+                                return -ENOMEM;
+                } else {
+                        p->format = image_import_format_from_string(s);
+                        if (p->format < 0)
+                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                         "Invalid image format '%s': use "
+                                                         "oci-layout, docker-archive or rootfs",
+                                                         s);
+                }
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(message);
+}
+
+static int method_import_image(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *target = NULL;
+        ImageImportParams *p;
+        struct stat st;
+        int fd, r;
+        Job *j;
+
+        p = calloc(1, sizeof(ImageImportParams));
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->source_fd = -EBADF;
+        p->format = _IMAGE_IMPORT_FORMAT_INVALID;
+
+        r = sd_bus_message_read(message, "h", &fd);
+        if (r >= 0) {
+                p->source_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (p->source_fd < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = read_image_import_options(message, p, error);
+        if (r >= 0 && !sd_bus_error_is_set(error) && fstat(p->source_fd, &st) < 0)
+                r = -errno;
+        if (r < 0 || sd_bus_error_is_set(error)) {
+                image_import_params_free(p);
+                return r;
+        }
+
+        r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "import images", error);
+        if (r < 0) {
+                image_import_params_free(p);
+                return r;
+        }
+
+        /* An unnamed import is keyed by its source file, so the same source is not imported
+         * twice at once. */
+        if (p->name)
+                r = oci_reference_normalize(p->name, &target);
+        else
+                r = asprintf(&target, "source %lu:%lu", (unsigned long)st.st_dev,
+                             (unsigned long)st.st_ino) < 0
+                            ? -ENOMEM
+                            : 0;
+        p->state_dir = strdup(m->config->state_dir);
+        p->os = strdup(m->config->os);
+        p->architecture = strdup(m->config->architecture);
+        if (r < 0 || !p->state_dir || !p->os || !p->architecture) {
+                image_import_params_free(p);
+                return -ENOMEM;
+        }
+
+        r = job_start(m->jobs, "import-image", target, run_image_import, complete_image_import, p,
+                      image_import_params_free, &j);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start importing '%s': %m", target);
         return reply_job(message, j);
 }
 
@@ -1004,6 +1216,9 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("PullImage", "sa{sv}",
                                  SD_BUS_PARAM(reference) SD_BUS_PARAM(options), "o",
                                  SD_BUS_PARAM(job), method_pull_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ImportImage", "ha{sv}",
+                                 SD_BUS_PARAM(source) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
+                                 method_import_image, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ImportKernel", "ha{sv}",
                                  SD_BUS_PARAM(source) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
                                  method_import_kernel, SD_BUS_VTABLE_UNPRIVILEGED),
