@@ -10,6 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent-client.h"
+#include "agent-proto.h"
 #include "macro.h"
 #include "vsock.h"
 
@@ -64,6 +66,7 @@ typedef enum PeerMode {
         PEER_STALL,
         PEER_GARBAGE,
         PEER_CLOSE_TWICE_THEN_OK,
+        PEER_AGENT, /* replies OK, then serves the agent protocol as banger-agent does */
 } PeerMode;
 
 typedef struct Peer {
@@ -77,6 +80,7 @@ typedef struct Peer {
         bool write_failed;
         char last_request[64];
         int held[64];
+        char exec_argv0[64];
         unsigned n_held;
 } Peer;
 
@@ -94,6 +98,76 @@ static bool read_line(int fd, char *buf, size_t size)
         }
         buf[n] = '\0';
         return true;
+}
+
+/* Writes a whole buffer to a blocking fd. */
+static bool write_all(int fd, const AgentBuffer *b)
+{
+        size_t done = 0;
+
+        while (done < b->size) {
+                ssize_t k = write(fd, b->data + done, b->size - done);
+                if (k <= 0)
+                        return false;
+                done += (size_t)k;
+        }
+        return true;
+}
+
+/* Serves the agent protocol on fd until the host closes it: a HELLO_REPLY for each HELLO, and
+ * output and an exit status of 3 for an EXEC. Returns false on a protocol error. */
+static bool serve_agent(Peer *p, int fd)
+{
+        uint8_t in[4096];
+        size_t size = 0;
+
+        for (;;) {
+                AgentBuffer out = {};
+                AgentFrame f;
+                size_t consumed;
+                ssize_t k;
+                int r;
+
+                r = agent_frame_decode(in, size, &f, &consumed);
+                if (r < 0)
+                        return false;
+                if (r == 0) {
+                        if (size == sizeof(in))
+                                return false;
+                        k = read(fd, in + size, sizeof(in) - size);
+                        if (k <= 0)
+                                return true;
+                        size += (size_t)k;
+                        continue;
+                }
+
+                if (f.type == AGENT_MSG_HELLO) {
+                        AgentHello h;
+                        if (agent_hello_decode(&f, &h) < 0)
+                                return false;
+                        h.info = (char *)"banger-agent test peer";
+                        r = agent_hello_append(&out, AGENT_MSG_HELLO_REPLY, f.request_id, &h);
+                } else if (f.type == AGENT_MSG_EXEC) {
+                        AgentExec e;
+                        AgentExit x = { .exit_status = 3 };
+                        if (agent_exec_decode(&f, &e) < 0)
+                                return false;
+                        snprintf(p->exec_argv0, sizeof(p->exec_argv0), "%s", e.argv[0]);
+                        agent_exec_done(&e);
+                        r = agent_frame_append(&out, AGENT_MSG_STDOUT, f.request_id, "hi\n", 3);
+                        if (r >= 0)
+                                r = agent_exit_append(&out, f.request_id, &x);
+                } else
+                        r = -EBADMSG;
+
+                if (r < 0 || !write_all(fd, &out)) {
+                        agent_buffer_done(&out);
+                        return false;
+                }
+                agent_buffer_done(&out);
+                memmove(in, in + consumed, size - consumed);
+                size -= consumed;
+        }
 }
 
 static void *peer_run(void *userdata)
@@ -125,6 +199,11 @@ static void *peer_run(void *userdata)
                         mode = p->accepted <= 2 ? PEER_CLOSE : PEER_OK;
 
                 switch (mode) {
+                case PEER_AGENT:
+                        if (write(fd, "OK 1073741825\n", 14) != 14 || !serve_agent(p, fd))
+                                p->write_failed = true;
+                        close(fd);
+                        break;
                 case PEER_OK: {
                         /* The reply and the first forwarded bytes arrive in one write, so a
                          * client that reads past the newline would swallow them. */
@@ -310,6 +389,50 @@ START_TEST(test_connect_path_too_long)
 }
 END_TEST
 
+START_TEST(test_agent_exec_over_vsock)
+{
+        static char *const argv[] = { (char *)"/bin/true", NULL };
+        AgentExecRequest req = { .argv = argv };
+        AgentExecResult *result = NULL;
+        _cleanup_free_ char *error = NULL;
+        int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_AGENT);
+        ck_assert_int_eq(
+                vsock_connect(p.path, 52, 5000 * MSEC_USEC, 30000 * MSEC_USEC, &fd, NULL, &error),
+                0);
+        ck_assert_int_eq(agent_exec_fd(fd, &req, 30000 * MSEC_USEC, &result), 0);
+        peer_stop(&p);
+
+        ck_assert_str_eq(p.exec_argv0, "/bin/true");
+        ck_assert_str_eq(result->out, "hi\n");
+        ck_assert_uint_eq(result->out_size, 3);
+        ck_assert_str_eq(result->err, "");
+        ck_assert_int_eq(result->exit_status, 3);
+        ck_assert_int_eq(result->signal, 0);
+        agent_exec_result_free(result);
+}
+END_TEST
+
+START_TEST(test_agent_exec_fd_invalid)
+{
+        static char *const argv[] = { NULL };
+        AgentExecRequest req = { .argv = argv };
+        AgentExecResult *result = NULL;
+        int fds[2];
+
+        /* An invalid request still closes the fd, so a read on the other end returns end of file.
+         */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+        ck_assert_int_eq(agent_exec_fd(fds[0], &req, 1000 * MSEC_USEC, &result), -EINVAL);
+        ck_assert_ptr_null(result);
+        char c;
+        ck_assert_int_eq(read(fds[1], &c, 1), 0);
+        close(fds[1]);
+}
+END_TEST
+
 static Suite *vsock_suite(void)
 {
         Suite *s = suite_create("vsock");
@@ -323,6 +446,8 @@ static Suite *vsock_suite(void)
         tcase_add_test(tc, test_connect_garbage_reply);
         tcase_add_test(tc, test_connect_missing_socket);
         tcase_add_test(tc, test_connect_path_too_long);
+        tcase_add_test(tc, test_agent_exec_over_vsock);
+        tcase_add_test(tc, test_agent_exec_fd_invalid);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -284,6 +284,24 @@ static int connection_open_ready(AgentConnection *c, const char *socket_path, ui
         return r;
 }
 
+/* Takes over fd, a connected non-blocking stream socket, and runs the handshake on it. */
+static int connection_adopt_ready(AgentConnection *c, int fd, uint64_t timeout_usec)
+{
+        uint64_t seed;
+        int r;
+
+        *c = (AgentConnection){ .fd = fd, .deadline = deadline_from_timeout(timeout_usec) };
+
+        r = random_u64(&seed);
+        if (r >= 0) {
+                c->next_request_id = (uint32_t)seed;
+                r = connection_handshake(c);
+        }
+        if (r < 0)
+                connection_done(c);
+        return r;
+}
+
 /* Returns whether r is an error of a VM still booting or an agent restarting, worth a retry. */
 static bool error_is_transient(int r)
 {
@@ -405,17 +423,13 @@ static int exec_collect(AgentConnection *c, uint32_t id, AgentExecResult *res)
         }
 }
 
-int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t timeout_usec,
-               AgentExecResult **ret)
+/* Runs req on a connection that passed the handshake, and closes it. */
+static int connection_exec(AgentConnection *c, const AgentExecRequest *req, AgentExecResult **ret)
 {
-        AgentConnection c;
         AgentExecResult *res = NULL;
         AgentBuffer b = {};
         uint32_t id;
         int r;
-
-        if (!socket_path || !req || !req->argv || !req->argv[0] || !ret)
-                return -EINVAL;
 
         AgentExec e = {
                 .argv = (char **)req->argv,
@@ -423,14 +437,10 @@ int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t ti
                 .cwd = (char *)req->cwd,
         };
 
-        r = connection_open_ready(&c, socket_path, timeout_usec);
-        if (r < 0)
-                return r;
-
-        id = c.next_request_id++;
+        id = c->next_request_id++;
         r = agent_exec_append(&b, id, &e);
         if (r >= 0)
-                r = connection_write(&c, &b);
+                r = connection_write(c, &b);
         agent_buffer_done(&b);
         if (r < 0)
                 goto finish;
@@ -441,7 +451,7 @@ int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t ti
                 goto finish;
         }
 
-        r = exec_collect(&c, id, res);
+        r = exec_collect(c, id, res);
         if (r < 0)
                 goto finish;
 
@@ -458,8 +468,41 @@ int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t ti
         *ret = TAKE_PTR(res);
 finish:
         agent_exec_result_free(res);
-        connection_done(&c);
+        connection_done(c);
         return r;
+}
+
+int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t timeout_usec,
+               AgentExecResult **ret)
+{
+        AgentConnection c;
+        int r;
+
+        if (!socket_path || !req || !req->argv || !req->argv[0] || !ret)
+                return -EINVAL;
+
+        r = connection_open_ready(&c, socket_path, timeout_usec);
+        if (r < 0)
+                return r;
+
+        return connection_exec(&c, req, ret);
+}
+
+int agent_exec_fd(int fd, const AgentExecRequest *req, uint64_t timeout_usec, AgentExecResult **ret)
+{
+        AgentConnection c;
+        int r;
+
+        if (fd < 0 || !req || !req->argv || !req->argv[0] || !ret) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+
+        r = connection_adopt_ready(&c, fd, timeout_usec);
+        if (r < 0)
+                return r;
+
+        return connection_exec(&c, req, ret);
 }
 
 int agent_shutdown(const char *socket_path, uint64_t timeout_usec)

@@ -34,6 +34,11 @@ int agent_wait_ready(const char *socket_path, uint64_t timeout_usec);
 int agent_exec(const char *socket_path, const AgentExecRequest *req, uint64_t timeout_usec,
                AgentExecResult **ret);
 
+/* Runs a command like agent_exec() over fd, a connected non-blocking stream socket such as
+ * the one vsock_connect() returns. The call takes fd over and closes it, also on failure. */
+int agent_exec_fd(int fd, const AgentExecRequest *req, uint64_t timeout_usec,
+                  AgentExecResult **ret);
+
 /* Asks the guest to sync, unmount and power off. Returns once the agent has acknowledged. */
 int agent_shutdown(const char *socket_path, uint64_t timeout_usec);
 
