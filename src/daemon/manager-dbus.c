@@ -14,6 +14,7 @@
 #include "fileio.h"
 #include "guest-config.h"
 #include "image-import.h"
+#include "kernel-pull.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -798,6 +799,14 @@ typedef struct CreateParams {
         VmBootParams boot;
         pid_t pid;
         uint64_t start_time;
+
+        /* Set when the kernel is [VM] DefaultKernel and must come from the catalog first. */
+        bool pull_kernel;
+        KernelPullRequest kernel_pull;
+        char *catalog_url;
+        char *arch;
+        KernelInfo *pulled_kernel; /* the record of the pulled (or already stored) kernel */
+        char *pulled_kernel_dir;
 } CreateParams;
 
 static void create_params_free(void *userdata)
@@ -818,6 +827,10 @@ static void create_params_free(void *userdata)
         free(p->guest.user);
         free(p->guest.agent_port);
         vm_boot_params_done(&p->boot);
+        free(p->catalog_url);
+        free(p->arch);
+        kernel_info_free(p->pulled_kernel);
+        free(p->pulled_kernel_dir);
         free(p);
 }
 
@@ -826,6 +839,13 @@ static int run_create(Job *j, void *userdata, char **ret_error)
         CreateParams *p = userdata;
         _cleanup_free_ char *tmp = NULL, *root = NULL, *initrd = NULL, *config = NULL, *json = NULL;
         int r;
+
+        if (p->pull_kernel) {
+                r = kernel_pull_into_store(j, &p->kernel_pull, &p->pulled_kernel,
+                                           &p->pulled_kernel_dir, ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         r = store_make_temp_dir(p->state_dir, STORE_VMS, &tmp);
         if (r < 0)
@@ -889,6 +909,17 @@ static int complete_create(Job *j, int result, const char *error, void *userdata
         Vm *vm;
         int r;
 
+        /* A kernel pulled for this VM stays in the store even when the VM failed. */
+        if (p->pulled_kernel && !manager_find_kernel(m, p->pulled_kernel->name)) {
+                Kernel *k;
+
+                r = manager_add_kernel(m, p->pulled_kernel_dir, TAKE_PTR(p->pulled_kernel), &k);
+                if (r < 0)
+                        return r;
+                log_field(LOG_INFO, "KERNEL=%s", "Pulled kernel '%s' from '%s'", k->name,
+                          p->catalog_url);
+                manager_emit_object_signal(m, "KernelNew", k->name, k->path);
+        }
         if (result < 0)
                 return result;
 
@@ -1007,12 +1038,13 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
                                                  spec->kernel);
         } else {
                 kernel = default_kernel(m);
-                if (!kernel && m->config->default_kernel)
+                /* With a catalog, the create job pulls the missing DefaultKernel. */
+                if (!kernel && m->config->default_kernel && !m->config->catalog_url)
                         return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
                                                  "DefaultKernel '%s' is not in the store: "
                                                  "import it with 'bangerctl kernel import'",
                                                  m->config->default_kernel);
-                if (!kernel)
+                if (!kernel && !m->config->default_kernel)
                         return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                                  "No kernel given: import one with 'bangerctl "
                                                  "kernel import' or pass --kernel");
@@ -1032,7 +1064,7 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
         return 0;
 }
 
-static int new_record(const char *name, uid_t owner, Image *image, Kernel *kernel,
+static int new_record(const char *name, uid_t owner, Image *image, const char *kernel_name,
                       const CreateSpec *spec, VmRecord **ret)
 {
         VmRecord *rec = calloc(1, sizeof(VmRecord));
@@ -1051,7 +1083,7 @@ static int new_record(const char *name, uid_t owner, Image *image, Kernel *kerne
         rec->id = strdup(sd_id128_to_uuid_string(id, uuid));
         rec->owner = owner;
         rec->image = strdup(image->name);
-        rec->kernel = strdup(kernel->name);
+        rec->kernel = strdup(kernel_name);
         rec->vcpus = spec->vcpus;
         rec->memory_mib = spec->memory_mib;
         rec->created_usec = now_realtime_usec();
@@ -1082,9 +1114,30 @@ static int concat_argv(char **entrypoint, char **cmd, char ***ret)
         return 0;
 }
 
+/* Makes the create job pull rec->kernel from the catalog before it builds the VM. */
+static int fill_kernel_pull(Manager *m, CreateParams *p)
+{
+        p->pull_kernel = true;
+        p->catalog_url = strdup(m->config->catalog_url);
+        p->arch = strdup(m->config->architecture);
+        if (!p->catalog_url || !p->arch)
+                return -ENOMEM;
+        p->kernel_pull = (KernelPullRequest){
+                .state_dir = p->state_dir,
+                .catalog_url = p->catalog_url,
+                .name = p->record->kernel,
+                .arch = p->arch,
+                .reuse_existing = true,
+        };
+        return 0;
+}
+
+/* kernel is NULL when the job pulls rec->kernel from the catalog. */
 static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel *kernel)
 {
+        _cleanup_free_ char *pull_dir = NULL;
         VmRecord *rec = p->record;
+        const char *kernel_dir;
         int r;
 
         p->state_dir = strdup(m->config->state_dir);
@@ -1093,8 +1146,16 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
         r = store_object_dir(m->config->state_dir, STORE_VMS, rec->name, &p->final_dir);
         if (r < 0)
                 return r;
+        if (kernel)
+                kernel_dir = kernel->dir;
+        else {
+                r = store_object_dir(m->config->state_dir, STORE_KERNELS, rec->kernel, &pull_dir);
+                if (r < 0)
+                        return r;
+                kernel_dir = pull_dir;
+        }
         if (asprintf(&p->image_rootfs, "%s/rootfs.ext4", image->dir) < 0 ||
-            asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel->dir) < 0)
+            asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel_dir) < 0)
                 return -ENOMEM;
 
         p->guest.hostname = strdup(rec->name);
@@ -1118,7 +1179,7 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
         p->boot.memory_mib = rec->memory_mib;
         p->boot.vm_dir = strdup(p->final_dir);
         p->boot.unit = strdup(rec->unit);
-        if (asprintf(&p->boot.kernel_path, "%s/vmlinux", kernel->dir) < 0)
+        if (asprintf(&p->boot.kernel_path, "%s/vmlinux", kernel_dir) < 0)
                 p->boot.kernel_path = NULL;
         if (asprintf(&p->boot.runtime_dir, "%s/vms/%s", m->config->runtime_dir, rec->name) < 0)
                 p->boot.runtime_dir = NULL;
@@ -1184,9 +1245,12 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                 return -ENOMEM;
         p->manager = m;
         p->start = spec.start;
-        r = new_record(name, uid, image, kernel, &spec, &p->record);
+        r = new_record(name, uid, image, kernel ? kernel->name : m->config->default_kernel, &spec,
+                       &p->record);
         if (r >= 0)
                 r = fill_create_params(m, p, image, kernel);
+        if (r >= 0 && !kernel)
+                r = fill_kernel_pull(m, p);
         if (r < 0) {
                 create_params_free(p);
                 return r;
@@ -1222,6 +1286,9 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("ImportKernel", "ha{sv}",
                                  SD_BUS_PARAM(source) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
                                  method_import_kernel, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PullKernel", "sa{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(options),
+                                 "o", SD_BUS_PARAM(job), method_pull_kernel,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CreateVM", "sa{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(spec), "o",
                                  SD_BUS_PARAM(job), method_create_vm, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("VMNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
