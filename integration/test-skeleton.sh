@@ -350,6 +350,26 @@ expect_clean_error "vm create with a duplicate name" vm1 \
 	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
 expect_output "vm1 survives the duplicate create" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
 
+# Images without a registry: a rootfs tarball imports under the given name,
+# an image that a VM uses cannot be removed, and failed imports leave
+# nothing behind.
+run_as "" sh -c 'rm -rf /var/tmp/import && mkdir -p /var/tmp/import/root/etc /var/tmp/import/evil/sub &&
+	echo ID=imported >/var/tmp/import/root/etc/os-release &&
+	tar -C /var/tmp/import/root -cJf /var/tmp/import/rootfs.tar.xz . &&
+	echo owned >/var/tmp/import/evil/escape &&
+	cd /var/tmp/import/evil/sub && tar -P -cf /var/tmp/import/escape.tar ../escape &&
+	chmod -R a+rX /var/tmp/import'
+expect_ok "image import of a rootfs tarball" alice \
+	bangerctl image import /var/tmp/import/rootfs.tar.xz --name imported:1
+bctl image list
+if [[ $OUT == *docker.io/library/imported:1* ]]; then pass "image list shows the imported image"; else fail "image list shows the imported image" "$OUT"; fi
+expect_clean_error "image import of a rootfs tarball without a name" --name \
+	bangerctl image import /var/tmp/import/rootfs.tar.xz
+expect_clean_error "image import of an entry leaving the root" ../escape \
+	bangerctl image import /var/tmp/import/escape.tar --name escape:1
+expect_clean_error "image rm of an image that vm1 uses" "'vm1'" bangerctl image rm "$IMAGE"
+expect_ok "image rm of the imported image" alice bangerctl image rm imported:1
+
 # Stop and delete. The checks for leftovers mean something only if vm1 was
 # ever made.
 if ((!vm1_created)); then
