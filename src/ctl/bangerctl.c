@@ -20,6 +20,7 @@ static const VerbFunction verb_functions[_CTL_VERB_MAX] = {
         [CTL_IMAGE_SHOW] = verb_image_show,
         [CTL_KERNEL_IMPORT] = verb_kernel_import,
         [CTL_KERNEL_LIST] = verb_kernel_list,
+        [CTL_KERNEL_PULL] = verb_kernel_pull,
         [CTL_KERNEL_RM] = verb_kernel_rm,
         [CTL_KERNEL_SHOW] = verb_kernel_show,
         [CTL_VM_CREATE] = verb_vm_create,

@@ -86,6 +86,8 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
                                 "Import a kernel from a .deb, an unpacked package or a kernel "
                                 "file" },
         [CTL_KERNEL_LIST] = { "kernel", "list", OPT_JSON, NULL, "[--json]", "List kernels" },
+        [CTL_KERNEL_PULL] = { "kernel", "pull", 0, "NAME", "NAME",
+                              "Download a kernel from the catalog set in [Kernel] CatalogURL" },
         [CTL_KERNEL_RM] = { "kernel", "rm", 0, "NAME", "NAME", "Remove a kernel" },
         [CTL_KERNEL_SHOW] = { "kernel", "show", OPT_JSON, "NAME", "[--json] NAME",
                               "Show all properties of a kernel" },

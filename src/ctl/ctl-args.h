@@ -16,6 +16,7 @@ typedef enum CtlVerb {
         CTL_IMAGE_SHOW,
         CTL_KERNEL_IMPORT,
         CTL_KERNEL_LIST,
+        CTL_KERNEL_PULL,
         CTL_KERNEL_RM,
         CTL_KERNEL_SHOW,
         CTL_VM_CREATE,

@@ -74,6 +74,29 @@ int verb_kernel_import(sd_bus *bus, const CtlArgs *args)
         return ctl_run_job(bus, m, what);
 }
 
+int verb_kernel_pull(sd_bus *bus, const CtlArgs *args)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        r = ctl_format(&what, "Failed to pull kernel '%s'", args->name);
+        if (r < 0)
+                return r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "PullKernel");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_append(m, "s", args->name);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 0);
+        if (r < 0)
+                return ctl_log_errno(r, "%s", what);
+
+        return ctl_run_job(bus, m, what);
+}
+
 static int kernel_add_json(json_object *array, const char *name, const char *version,
                            const char *source, const char *path)
 {

@@ -15,6 +15,7 @@ int verb_image_show(sd_bus *bus, const CtlArgs *args);
 
 int verb_kernel_import(sd_bus *bus, const CtlArgs *args);
 int verb_kernel_list(sd_bus *bus, const CtlArgs *args);
+int verb_kernel_pull(sd_bus *bus, const CtlArgs *args);
 int verb_kernel_rm(sd_bus *bus, const CtlArgs *args);
 int verb_kernel_show(sd_bus *bus, const CtlArgs *args);
 
