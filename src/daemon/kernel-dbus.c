@@ -186,7 +186,6 @@ int kernel_pull_into_store(Job *j, const KernelPullRequest *req, KernelInfo **re
         if (r < 0)
                 return r;
 
-        job_report(j, "wait", 0, 0);
         pthread_mutex_lock(&catalog_pull_lock);
         r = kernel_pull_locked(j, req, final_dir, &info, ret_error);
         pthread_mutex_unlock(&catalog_pull_lock);

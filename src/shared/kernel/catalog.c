@@ -552,7 +552,8 @@ static int pull_fetch_index(Pull *pl, Catalog **ret)
         fd = openat(pl->staging_fd, "index.json", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
                 return negative_errno();
-        r = download(pl->opts, "index", pl->opts->catalog_url, fd, INDEX_MAX_SIZE, hex, pl->error);
+        r = download(pl->opts, "download", pl->opts->catalog_url, fd, INDEX_MAX_SIZE, hex,
+                     pl->error);
         if (r < 0)
                 return r;
 
@@ -582,7 +583,7 @@ static int pull_artifact(Pull *pl, const CatalogKernel *k, CatalogArtifactType t
         fd = openat(pl->staging_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
                 return negative_errno();
-        r = download(pl->opts, name, a->url, fd, max_size, hex, pl->error);
+        r = download(pl->opts, "download", a->url, fd, max_size, hex, pl->error);
         if (r < 0)
                 return r;
         if (!streq(hex, a->sha256))

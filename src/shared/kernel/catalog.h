@@ -66,7 +66,8 @@ typedef struct CatalogPullOptions {
         const char *init_path;       /* banger-init binary, becomes /init */
         const char *agent_path;      /* banger-agent binary */
         const volatile bool *cancel; /* NULL, or set from another thread to stop a download */
-        CatalogProgress progress;    /* NULL, or called with the step and the bytes so far */
+        CatalogProgress progress;    /* NULL, or called with the step ("download" for each
+                                      * file, then "build") and the bytes so far */
         void *userdata;
 } CatalogPullOptions;
 
