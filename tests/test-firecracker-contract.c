@@ -776,6 +776,30 @@ START_TEST(test_server_gone)
 }
 END_TEST
 
+START_TEST(test_describe_sets_phase)
+{
+        _cleanup_(firecracker_instance_info_done) FirecrackerInstanceInfo info = {};
+        _cleanup_(firecracker_freep) Firecracker *f = NULL;
+        _cleanup_free_ char *error = NULL;
+        Server s;
+
+        /* A new client of a Firecracker process that is already running, as after a restart of
+         * bangerd, takes the phase from GET /. */
+        server_start(&s);
+        ck_assert_int_eq(firecracker_new(s.path, TIMEOUT_USEC, &f), 0);
+        ck_assert_int_eq(firecracker_get_phase(f), FIRECRACKER_PHASE_PRE_BOOT);
+        ck_assert_int_eq(firecracker_describe_instance(f, &info, &error), 0);
+        ck_assert_int_eq(firecracker_get_phase(f), FIRECRACKER_PHASE_RUNNING);
+        ck_assert_int_eq(firecracker_pause(f, &error), 0);
+        ck_assert_ptr_null(error);
+
+        server_stop(&s);
+        ck_assert_uint_eq(s.n_requests, 2);
+        ck_assert_str_eq(s.requests[1].method, "PATCH");
+        server_free_requests(&s);
+}
+END_TEST
+
 static Suite *contract_suite(void)
 {
         Suite *s = suite_create("firecracker-contract");
@@ -786,6 +810,7 @@ static Suite *contract_suite(void)
         tcase_add_test(tc, test_phase_ordering);
         tcase_add_loop_test(tc, test_fault_becomes_error, 0, (int)ELEMENTSOF(fault_cases));
         tcase_add_test(tc, test_server_gone);
+        tcase_add_test(tc, test_describe_sets_phase);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -291,14 +291,63 @@ static int request_setup(Firecracker *f, const char *method, const char *url, co
         return 0;
 }
 
+static void curl_slist_free_allp(struct curl_slist **l)
+{
+        curl_slist_free_all(*l);
+}
+
+static void response_buffer_done(ResponseBuffer *b)
+{
+        free(b->data);
+}
+
+static int headers_new(bool has_body, struct curl_slist **ret)
+{
+        /* An empty Expect: stops libcurl from waiting for "100 Continue", which Firecracker
+         * does not send. */
+        static const char *const lines[] = { "Accept: application/json",
+                                             "Expect:", "Content-Type: application/json" };
+        _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+        size_t n = has_body ? ELEMENTSOF(lines) : ELEMENTSOF(lines) - 1;
+
+        for (size_t i = 0; i < n; i++) {
+                struct curl_slist *h = curl_slist_append(headers, lines[i]);
+                if (!h)
+                        return -ENOMEM;
+                headers = h;
+        }
+
+        *ret = TAKE_PTR(headers);
+        return 0;
+}
+
+static int perform_error(Firecracker *f, CURLcode code, const ResponseBuffer *response,
+                         const char *method, const char *path, char **ret_error)
+{
+        int r;
+
+        if (response->too_large)
+                return fail(ret_error, -EMSGSIZE,
+                            "Firecracker's response to %s %s is larger than %u bytes", method, path,
+                            FIRECRACKER_RESPONSE_MAX);
+
+        r = curl_error_to_errno(f, code);
+        log_debug("%s %s on '%s' failed: %s", method, path, f->socket_path,
+                  curl_easy_strerror(code));
+        return fail(ret_error, r,
+                    "Failed to send %s %s to Firecracker's API socket '%s': %s. Check that "
+                    "Firecracker runs with --api-sock '%s'",
+                    method, path, f->socket_path, curl_easy_strerror(code), f->socket_path);
+}
+
 /* Sends one request with an optional JSON body. On success the response body (possibly empty)
  * goes to *ret_body when that is not NULL. */
 static int request(Firecracker *f, const char *method, const char *path, json_object *body,
                    char **ret_body, char **ret_error)
 {
+        _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+        _cleanup_(response_buffer_done) ResponseBuffer response = {};
         _cleanup_free_ char *url = NULL;
-        ResponseBuffer response = {};
-        struct curl_slist *headers = NULL, *h;
         const char *json = NULL;
         CURLcode code;
         long status = 0;
@@ -307,61 +356,39 @@ static int request(Firecracker *f, const char *method, const char *path, json_ob
         if (asprintf(&url, "http://localhost%s", path) < 0)
                 return -ENOMEM;
 
-        if (body)
+        if (body) {
                 json = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
-
-        /* An empty Expect: stops libcurl from waiting for "100 Continue", which Firecracker
-         * does not send. */
-        const char *header_lines[] = { "Accept: application/json", "Content-Type: application/json",
-                                       "Expect:" };
-        for (size_t i = 0; i < ELEMENTSOF(header_lines); i++) {
-                if (i == 1 && !body)
-                        continue;
-                h = curl_slist_append(headers, header_lines[i]);
-                if (!h) {
-                        curl_slist_free_all(headers);
+                if (!json)
                         return -ENOMEM;
-                }
-                headers = h;
         }
+
+        r = headers_new(body, &headers);
+        if (r < 0)
+                return r;
 
         r = request_setup(f, method, url, json, &response, headers);
-        if (r >= 0) {
-                code = curl_easy_perform(f->curl);
-                if (code == CURLE_OK)
-                        curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
-                else if (response.too_large)
-                        r = fail(ret_error, -EMSGSIZE,
-                                 "Firecracker's response to %s %s is larger than %u bytes", method,
-                                 path, FIRECRACKER_RESPONSE_MAX);
-                else {
-                        r = curl_error_to_errno(f, code);
-                        log_debug("%s %s on '%s' failed: %s", method, path, f->socket_path,
-                                  curl_easy_strerror(code));
-                        fail(ret_error, r,
-                             "Failed to send %s %s to Firecracker's API socket '%s': %s; check "
-                             "that Firecracker runs with --api-sock at that path",
-                             method, path, f->socket_path, curl_easy_strerror(code));
-                }
-        }
-        curl_slist_free_all(headers);
-        /* Drop the reference to the header list, which is freed now. */
-        curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, NULL);
-
-        if (r >= 0)
-                r = firecracker_response_check(method, path, status, response.data, response.size,
-                                               ret_error);
-        if (r < 0) {
-                free(response.data);
+        if (r < 0)
                 return r;
-        }
 
-        if (ret_body)
-                *ret_body = response.data ?: strdup("");
-        else
-                free(response.data);
-        if (ret_body && !*ret_body)
+        code = curl_easy_perform(f->curl);
+        /* The header list is freed on return, so the handle must not keep pointing to it. */
+        curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, NULL);
+        if (code != CURLE_OK)
+                return perform_error(f, code, &response, method, path, ret_error);
+
+        curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
+        r = firecracker_response_check(method, path, status, response.data, response.size,
+                                       ret_error);
+        if (r < 0)
+                return r;
+
+        if (!ret_body)
+                return 0;
+
+        char *data = response.data ? TAKE_PTR(response.data) : strdup("");
+        if (!data)
                 return -ENOMEM;
+        *ret_body = data;
         return 0;
 }
 
@@ -792,6 +819,15 @@ int firecracker_describe_instance(Firecracker *f, FirecrackerInstanceInfo *ret, 
                             "Firecracker's response to GET / lacks app_name, id, state or "
                             "vmm_version");
         }
+
+        /* Firecracker's own state wins, for example after an InstanceStart whose reply was
+         * lost. */
+        if (streq(info.state, "Not started"))
+                f->phase = FIRECRACKER_PHASE_PRE_BOOT;
+        else if (streq(info.state, "Running"))
+                f->phase = FIRECRACKER_PHASE_RUNNING;
+        else if (streq(info.state, "Paused"))
+                f->phase = FIRECRACKER_PHASE_PAUSED;
 
         *ret = info;
         return 0;

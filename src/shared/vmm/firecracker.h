@@ -109,7 +109,8 @@ int firecracker_pause(Firecracker *f, char **ret_error);
 int firecracker_resume(Firecracker *f, char **ret_error);
 int firecracker_send_ctrl_alt_del(Firecracker *f, char **ret_error);
 
-/* GET /, allowed in every phase. */
+/* Sends GET /, which is allowed in every phase. The client's phase follows the returned state
+ * ("Not started", "Running" or "Paused"), and any other state leaves it unchanged. */
 int firecracker_describe_instance(Firecracker *f, FirecrackerInstanceInfo *ret, char **ret_error);
 
 /* Boot arguments. Linux on x86 stops reading the command line at COMMAND_LINE_SIZE (2048 bytes
