@@ -747,8 +747,10 @@ START_TEST(pull_token_denied)
 
         ck_assert_int_ge(asprintf(&reference, "%s/test/private:1", token_registry), 0);
         ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -EACCES);
-        ck_assert_ptr_nonnull(strstr(error, "returned HTTP 401"));
+        ck_assert_ptr_nonnull(strstr(error, "denied access to 'test/private' (HTTP 401)"));
         ck_assert_ptr_nonnull(strstr(error, token_registry));
+        /* No credentials file was given, so the message says how to configure one. */
+        ck_assert_ptr_nonnull(strstr(error, "set [Registry] CredentialsFile"));
         ck_assert_uint_eq(count_dir(dir), 0);
 }
 END_TEST

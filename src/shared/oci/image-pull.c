@@ -365,7 +365,6 @@ static int build_info(PullState *s, uint64_t size, ImageInfo **ret)
 static int pull(PullState *s, ImageInfo **ret, char **ret_error)
 {
         const ImagePullOptions *opts = s->opts;
-        bool plain_http;
         uint64_t size = 0;
         int r;
 
@@ -386,9 +385,15 @@ static int pull(PullState *s, ImageInfo **ret, char **ret_error)
         if (r < 0)
                 return r;
 
-        plain_http = strv_contains(opts->insecure_registries, s->ref->registry) ||
-                     strv_contains(opts->insecure_registries, oci_reference_api_host(s->ref));
-        r = registry_client_new(s->ref, plain_http, &s->client);
+        RegistryClientOptions client_opts = {
+                .plain_http =
+                        strv_contains(opts->insecure_registries, s->ref->registry) ||
+                        strv_contains(opts->insecure_registries, oci_reference_api_host(s->ref)),
+                .ca_file = opts->ca_file,
+                .credentials_file = opts->credentials_file,
+                .mirrors = opts->mirrors,
+        };
+        r = registry_client_new_with_options(s->ref, &client_opts, &s->client, ret_error);
         if (r < 0)
                 return r;
 

@@ -25,13 +25,16 @@ typedef void (*ImagePullProgress)(ImagePullStep step, uint64_t done, uint64_t to
                                   void *userdata);
 
 typedef struct ImagePullOptions {
-        const char *reference;      /* as typed by the user: "busybox", "127.0.0.1:5000/b:1" */
-        const char *blob_cache_dir; /* verified blobs live in DIR/sha256/HEX */
-        const char *output_path;    /* the ext4 file to create; must not exist */
-        char **insecure_registries; /* "host[:port]" entries reached over plain HTTP */
-        const char *os;             /* platform to select from an index: "linux" */
-        const char *architecture;   /* "amd64" */
-        ImagePullProgress progress; /* may be NULL */
+        const char *reference;        /* as typed by the user: "busybox", "127.0.0.1:5000/b:1" */
+        const char *blob_cache_dir;   /* verified blobs live in DIR/sha256/HEX */
+        const char *output_path;      /* the ext4 file to create; must not exist */
+        char **insecure_registries;   /* "host[:port]" entries reached over plain HTTP */
+        const char *ca_file;          /* PEM CA certificates trusted for TLS; NULL for none */
+        const char *credentials_file; /* docker config.json; NULL pulls anonymously */
+        char **mirrors;               /* "REGISTRY=URL" entries, see registry_mirror_parse() */
+        const char *os;               /* platform to select from an index: "linux" */
+        const char *architecture;     /* "amd64" */
+        ImagePullProgress progress;   /* may be NULL */
         void *userdata;
         const volatile bool *cancel; /* when it becomes true the pull stops with -ECANCELED */
 } ImagePullOptions;

@@ -2,23 +2,27 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "credentials.h"
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
 #include "registry.h"
+#include "strv.h"
 
 #define TOKEN_SIZE_MAX      (1024 * 1024)
 #define ERROR_BODY_MAX      4096
-#define RETRY_ATTEMPTS      3
-#define RETRY_AFTER_MAX_SEC 30
+#define RETRY_ATTEMPTS      4  /* requests per URL while the registry returns 429 or 503 */
+#define RETRY_WAIT_MAX_SEC  30 /* a longer Retry-After fails the pull instead of waiting */
+#define RETRY_AFTER_SEC_MAX (366u * 24 * 3600) /* Retry-After values are clamped to a year */
 #define CONNECT_TIMEOUT_SEC 30L
 #define STALL_TIMEOUT_SEC   60L /* abort a transfer that moves no byte for this long */
 #define REDIRECTS_MAX       5L
@@ -30,13 +34,30 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif
 
+/* A server that serves the repository: a mirror or the registry itself. */
+typedef struct Endpoint {
+        char *name;           /* for messages: the registry as the user named it, or a mirror URL */
+        char *scheme;         /* "https" or "http" */
+        char *host;           /* host[:port] that serves the API */
+        char *credential_key; /* the registry name that the credentials file lists it under */
+        char *token;          /* bearer token once the endpoint asked for one */
+        RegistryCredential *credential;
+        bool credential_loaded;
+        bool basic; /* the endpoint asked for Basic authentication */
+} Endpoint;
+
 struct RegistryClient {
         CURL *curl;
         char *registry;   /* as the user named it, for messages */
-        char *host;       /* host[:port] that serves the API */
         char *repository; /* "library/busybox" */
-        char *scheme;     /* "https" or "http" */
-        char *token;      /* bearer token once the registry asked for one */
+        char *ca_file;
+        char *credentials_file;
+        DockerConfig *docker_config;
+        bool docker_config_loaded;
+        Endpoint *endpoints; /* the mirrors in configured order, then the registry */
+        size_t n_endpoints;
+        size_t current; /* the endpoint that served the last manifest */
+        Endpoint *e;    /* the endpoint of the request in progress */
 };
 
 static int fail(char **ret_error, int error, const char *format, ...)
@@ -55,6 +76,24 @@ static int fail(char **ret_error, int error, const char *format, ...)
         return error;
 }
 
+static void free_secret(char *s)
+{
+        if (!s)
+                return;
+        explicit_bzero(s, strlen(s));
+        free(s);
+}
+
+static void endpoint_done(Endpoint *e)
+{
+        free(e->name);
+        free(e->scheme);
+        free(e->host);
+        free(e->credential_key);
+        free_secret(e->token);
+        registry_credential_free(e->credential);
+}
+
 RegistryClient *registry_client_free(RegistryClient *c)
 {
         if (!c)
@@ -62,32 +101,139 @@ RegistryClient *registry_client_free(RegistryClient *c)
         if (c->curl)
                 curl_easy_cleanup(c->curl);
         free(c->registry);
-        free(c->host);
         free(c->repository);
-        free(c->scheme);
-        if (c->token) {
-                explicit_bzero(c->token, strlen(c->token));
-                free(c->token);
-        }
+        free(c->ca_file);
+        free(c->credentials_file);
+        docker_config_free(c->docker_config);
+        for (size_t i = 0; i < c->n_endpoints; i++)
+                endpoint_done(&c->endpoints[i]);
+        free(c->endpoints);
         free(c);
         return NULL;
 }
 
-int registry_client_new(const OciReference *ref, bool plain_http, RegistryClient **ret)
+int registry_mirror_parse(const char *entry, char **ret_registry, char **ret_scheme,
+                          char **ret_host)
+{
+        _cleanup_free_ char *registry = NULL, *scheme = NULL, *host = NULL;
+        const char *equals = strchr(entry, '='), *url, *rest;
+        size_t n;
+
+        if (!equals || equals == entry)
+                return -EINVAL;
+        registry = strndup(entry, equals - entry);
+        if (!registry)
+                return -ENOMEM;
+        if (strpbrk(registry, "/= \t"))
+                return -EINVAL;
+
+        url = equals + 1;
+        if (strneq(url, "https://", 8)) {
+                scheme = strdup("https");
+                rest = url + 8;
+        } else if (strneq(url, "http://", 7)) {
+                scheme = strdup("http");
+                rest = url + 7;
+        } else {
+                return -EINVAL;
+        }
+        if (!scheme)
+                return -ENOMEM;
+
+        /* host[:port] with an optional trailing '/': mirrors serve the API at /v2/. */
+        n = strcspn(rest, "/");
+        if (n == 0 || (rest[n] == '/' && rest[n + 1] != '\0') || strpbrk(rest, "@?# \t=") ||
+            n > 255)
+                return -EINVAL;
+        host = strndup(rest, n);
+        if (!host)
+                return -ENOMEM;
+
+        *ret_registry = TAKE_PTR(registry);
+        if (ret_scheme)
+                *ret_scheme = TAKE_PTR(scheme);
+        if (ret_host)
+                *ret_host = TAKE_PTR(host);
+        return 0;
+}
+
+static int endpoint_init(Endpoint *e, const char *name, const char *scheme, const char *host,
+                         const char *credential_key)
+{
+        e->name = strdup(name);
+        e->scheme = strdup(scheme);
+        e->host = strdup(host);
+        e->credential_key = strdup(credential_key);
+        return e->name && e->scheme && e->host && e->credential_key ? 0 : -ENOMEM;
+}
+
+/* Adds an endpoint for each mirror entry of ref's registry, in the order given. */
+static int add_mirrors(RegistryClient *c, char **mirrors, char **ret_error)
+{
+        for (char **m = mirrors; m && *m; m++) {
+                _cleanup_free_ char *registry = NULL, *scheme = NULL, *host = NULL, *name = NULL;
+                int r;
+
+                r = registry_mirror_parse(*m, &registry, &scheme, &host);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return fail(ret_error, -EINVAL,
+                                    "Registry mirror '%s' is invalid: write "
+                                    "REGISTRY=http[s]://HOST[:PORT], for example "
+                                    "docker.io=https://mirror.example.com",
+                                    *m);
+                if (!streq(registry, c->registry))
+                        continue;
+                if (asprintf(&name, "%s://%s", scheme, host) < 0)
+                        return -ENOMEM;
+                r = endpoint_init(&c->endpoints[c->n_endpoints], name, scheme, host, host);
+                c->n_endpoints++;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int registry_client_new_with_options(const OciReference *ref, const RegistryClientOptions *opts,
+                                     RegistryClient **ret, char **ret_error)
 {
         _cleanup_(registry_client_freep) RegistryClient *c = calloc(1, sizeof(RegistryClient));
+        int r;
 
         if (!c)
                 return -ENOMEM;
         c->curl = curl_easy_init();
         c->registry = strdup(ref->registry);
-        c->host = strdup(oci_reference_api_host(ref));
         c->repository = strdup(ref->repository);
-        c->scheme = strdup(plain_http ? "http" : "https");
-        if (!c->curl || !c->registry || !c->host || !c->repository || !c->scheme)
+        c->endpoints = calloc(strv_length(opts->mirrors) + 1, sizeof(Endpoint));
+        if (!c->curl || !c->registry || !c->repository || !c->endpoints)
                 return -ENOMEM;
+        if (opts->ca_file && !(c->ca_file = strdup(opts->ca_file)))
+                return -ENOMEM;
+        if (opts->credentials_file && !(c->credentials_file = strdup(opts->credentials_file)))
+                return -ENOMEM;
+
+        r = add_mirrors(c, opts->mirrors, ret_error);
+        if (r < 0)
+                return r;
+        r = endpoint_init(&c->endpoints[c->n_endpoints], ref->registry,
+                          opts->plain_http ? "http" : "https", oci_reference_api_host(ref),
+                          ref->registry);
+        c->n_endpoints++;
+        if (r < 0)
+                return r;
+
+        c->e = &c->endpoints[0];
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+int registry_client_new(const OciReference *ref, bool plain_http, RegistryClient **ret)
+{
+        RegistryClientOptions opts = { .plain_http = plain_http };
+
+        return registry_client_new_with_options(ref, &opts, ret, NULL);
 }
 
 /* Destination of a response body: a bounded memory buffer, or a file with a running sha256. */
@@ -198,10 +344,12 @@ static const char *response_header(CURL *curl, const char *name)
         return h->value;
 }
 
-/* Turns a transport failure into a message that names the registry. */
+/* Turns a transport failure into a message that names the endpoint. */
 static int curl_failure(RegistryClient *c, CURLcode code, const Sink *s, char **ret_error)
 {
-        log_debug("registry: request to '%s' failed: %s", c->host, curl_easy_strerror(code));
+        const char *name = c->e->name;
+
+        log_debug("registry: request to '%s' failed: %s", c->e->host, curl_easy_strerror(code));
 
         switch (code) {
         case CURLE_ABORTED_BY_CALLBACK:
@@ -210,37 +358,51 @@ static int curl_failure(RegistryClient *c, CURLcode code, const Sink *s, char **
                 return fail(ret_error, -ECONNREFUSED,
                             "Registry '%s' is not reachable (Connection refused): check that it "
                             "runs and that the host and port are right",
-                            c->registry);
+                            name);
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_COULDNT_RESOLVE_PROXY:
                 return fail(ret_error, -EHOSTUNREACH,
                             "Registry host '%s' could not be resolved: check the name and the "
                             "DNS configuration",
-                            c->host);
+                            c->e->host);
         case CURLE_OPERATION_TIMEDOUT:
                 return fail(ret_error, -ETIMEDOUT,
-                            "Registry '%s' timed out: check the network and try again",
-                            c->registry);
-        case CURLE_SSL_CONNECT_ERROR:
+                            "Registry '%s' timed out: check the network and try again", name);
         case CURLE_PEER_FAILED_VERIFICATION:
+                if (c->ca_file)
+                        return fail(ret_error, -EPROTO,
+                                    "TLS certificate of registry '%s' is not trusted (%s): add "
+                                    "the certificate of the CA that signed it to '%s' "
+                                    "([Registry] CAFile)",
+                                    name, curl_easy_strerror(code), c->ca_file);
+                return fail(ret_error, -EPROTO,
+                            "TLS certificate of registry '%s' is not trusted (%s): set "
+                            "[Registry] CAFile to a PEM file with the certificate of the CA "
+                            "that signed it",
+                            name, curl_easy_strerror(code));
         case CURLE_SSL_CACERT_BADFILE:
+                return fail(ret_error, -EPROTO,
+                            "CA file '%s' ([Registry] CAFile) could not be loaded for registry "
+                            "'%s': it must be a readable file of PEM certificates",
+                            strempty(c->ca_file), name);
+        case CURLE_SSL_CONNECT_ERROR:
                 return fail(ret_error, -EPROTO,
                             "TLS connection to registry '%s' failed (%s): if it serves plain "
                             "HTTP, list it among the insecure registries",
-                            c->registry, curl_easy_strerror(code));
+                            name, curl_easy_strerror(code));
         case CURLE_WRITE_ERROR:
                 if (s->overflow)
                         return fail(ret_error, -EBADMSG,
                                     "Registry '%s' sent more data than expected: the registry "
                                     "or the image is corrupt",
-                                    c->registry);
+                                    name);
                 if (s->write_error < 0)
                         return fail(ret_error, s->write_error,
-                                    "Failed to store data from registry '%s': %s", c->registry,
+                                    "Failed to store data from registry '%s': %s", name,
                                     strerror(-s->write_error));
                 __attribute__((fallthrough));
         default:
-                return fail(ret_error, -EIO, "Request to registry '%s' failed: %s", c->registry,
+                return fail(ret_error, -EIO, "Request to registry '%s' failed: %s", name,
                             curl_easy_strerror(code));
         }
 }
@@ -255,7 +417,7 @@ static void configure(RegistryClient *c, const char *url, struct curl_slist *hea
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
         /* Blob redirects may go to storage hosts; never downgrade a TLS registry. */
         curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR,
-                         streq(c->scheme, "https") ? "https" : "http,https");
+                         streq(c->e->scheme, "https") ? "https" : "http,https");
         curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(curl, CURLOPT_MAXREDIRS, REDIRECTS_MAX);
         /* Left at its default of 0, so curl drops Authorization on a redirect to another host
@@ -266,6 +428,8 @@ static void configure(RegistryClient *c, const char *url, struct curl_slist *hea
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_SEC);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "banger");
+        if (c->ca_file)
+                curl_easy_setopt(curl, CURLOPT_CAINFO, c->ca_file);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, s);
         curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
@@ -273,9 +437,34 @@ static void configure(RegistryClient *c, const char *url, struct curl_slist *hea
         curl_easy_setopt(curl, CURLOPT_XFERINFODATA, s);
 }
 
-/* Sends one GET and returns the HTTP status. */
-static int get_once(RegistryClient *c, const char *url, const char *accept, bool with_token,
-                    Sink *s, long *ret_status, char **ret_error)
+/* Formats "Basic BASE64(user:password)". */
+static int basic_authorization(const RegistryCredential *credential, char **ret)
+{
+        _cleanup_free_ char *plain = NULL;
+        size_t n;
+        char *out;
+        int r;
+
+        r = asprintf(&plain, "%s:%s", credential->username, credential->password);
+        if (r < 0)
+                return -ENOMEM;
+        n = (size_t)r;
+        out = malloc(6 + 4 * ((n + 2) / 3) + 1);
+        if (!out) {
+                explicit_bzero(plain, n);
+                return -ENOMEM;
+        }
+        strcpy(out, "Basic ");
+        EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)plain, (int)n);
+        explicit_bzero(plain, n);
+        *ret = out;
+        return 0;
+}
+
+/* Sends one GET and returns the HTTP status. authorization is the value of an Authorization
+ * header, or NULL for none. */
+static int get_once(RegistryClient *c, const char *url, const char *accept,
+                    const char *authorization, Sink *s, long *ret_status, char **ret_error)
 {
         _cleanup_(curl_slist_freep) struct curl_slist *headers = NULL;
         _cleanup_free_ char *accept_header = NULL, *auth_header = NULL;
@@ -289,8 +478,8 @@ static int get_once(RegistryClient *c, const char *url, const char *accept, bool
                 if (!headers)
                         return -ENOMEM;
         }
-        if (with_token && c->token) {
-                if (asprintf(&auth_header, "Authorization: Bearer %s", c->token) < 0)
+        if (authorization) {
+                if (asprintf(&auth_header, "Authorization: %s", authorization) < 0)
                         return -ENOMEM;
                 struct curl_slist *l = curl_slist_append(headers, auth_header);
                 explicit_bzero(auth_header, strlen(auth_header));
@@ -309,6 +498,63 @@ static int get_once(RegistryClient *c, const char *url, const char *accept, bool
 
         curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, ret_status);
         return 0;
+}
+
+/* Looks up the credential of the current endpoint once. A missing credentials file means
+ * anonymous access; a file that cannot be read or parsed fails. */
+static int load_credential(RegistryClient *c, char **ret_error)
+{
+        Endpoint *e = c->e;
+        int r;
+
+        if (e->credential_loaded)
+                return 0;
+        if (!c->credentials_file) {
+                e->credential_loaded = true;
+                return 0;
+        }
+        if (!c->docker_config_loaded) {
+                r = docker_config_load(c->credentials_file, &c->docker_config, ret_error);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (r == -ENOENT)
+                        log_debug("registry: credentials file '%s' does not exist",
+                                  c->credentials_file);
+                c->docker_config_loaded = true;
+        }
+        if (c->docker_config) {
+                r = docker_config_find_credential(c->docker_config, e->credential_key,
+                                                  &e->credential, ret_error);
+                if (r < 0)
+                        return r;
+                log_debug("registry: %s credential for '%s'", r > 0 ? "using a" : "no",
+                          e->credential_key);
+        }
+        e->credential_loaded = true;
+        return 0;
+}
+
+/* Writes a hint for messages about missing or rejected credentials. */
+static int credential_hint(RegistryClient *c, char **ret)
+{
+        const Endpoint *e = c->e;
+        int r;
+
+        if (e->credential)
+                r = asprintf(ret,
+                             "the credentials of user '%s' from the %s were rejected: correct "
+                             "the entry for '%s'",
+                             e->credential->username, e->credential->source, e->credential_key);
+        else if (c->credentials_file)
+                r = asprintf(ret,
+                             "add credentials for '%s' to the credentials file '%s' "
+                             "([Registry] CredentialsFile)",
+                             e->credential_key, c->credentials_file);
+        else
+                r = asprintf(ret,
+                             "set [Registry] CredentialsFile to a file with credentials for '%s'",
+                             e->credential_key);
+        return r < 0 ? -ENOMEM : 0;
 }
 
 int registry_parse_bearer_challenge(const char *header, char **ret_realm, char **ret_service,
@@ -388,13 +634,15 @@ int registry_parse_bearer_challenge(const char *header, char **ret_realm, char *
         return 0;
 }
 
-/* Fetches an anonymous bearer token from the realm of the challenge. */
+/* Fetches a bearer token from the realm of the challenge, sending the endpoint's credential
+ * with Basic authentication when the credentials file has one. */
 static int fetch_token(RegistryClient *c, const char *challenge, char **ret_error)
 {
         _cleanup_free_ char *realm = NULL, *service = NULL, *scope = NULL, *url = NULL,
-                            *default_scope = NULL;
-        char *service_escaped = NULL, *scope_escaped = NULL;
+                            *default_scope = NULL, *hint = NULL;
+        char *service_escaped = NULL, *scope_escaped = NULL, *authorization = NULL;
         Sink s = { .curl = c->curl, .fd = -EBADF, .size_max = TOKEN_SIZE_MAX };
+        Endpoint *e = c->e;
         json_object *j = NULL, *token;
         long status = 0;
         int r;
@@ -404,15 +652,19 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
                 return r;
         if (r < 0)
                 return fail(ret_error, -EACCES,
-                            "Registry '%s' requires authentication ('%s'): banger pulls "
-                            "anonymously, so only public images can be pulled from it",
-                            c->registry, challenge);
+                            "Registry '%s' requires an authentication scheme that banger does "
+                            "not support ('%s'): only Basic and Bearer are implemented",
+                            e->name, challenge);
         if (!strneq(realm, "https://", 8) && !strneq(realm, "http://", 7))
                 return fail(ret_error, -EPROTO,
                             "Registry '%s' sent the token realm '%s', which is not an HTTP URL",
-                            c->registry, realm);
+                            e->name, realm);
         if (!scope && asprintf(&default_scope, "repository:%s:pull", c->repository) < 0)
                 return -ENOMEM;
+
+        r = load_credential(c, ret_error);
+        if (r < 0)
+                return r;
 
         service_escaped = service ? curl_easy_escape(c->curl, service, 0) : NULL;
         scope_escaped = curl_easy_escape(c->curl, scope ? scope : default_scope, 0);
@@ -428,16 +680,33 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
         curl_free(scope_escaped);
         if (r < 0)
                 return -ENOMEM;
+        if (e->credential) {
+                r = basic_authorization(e->credential, &authorization);
+                if (r < 0)
+                        return r;
+        }
 
-        log_debug("registry: fetching a token for '%s' from '%s'", c->repository, realm);
-        r = get_once(c, url, NULL, false, &s, &status, ret_error);
+        log_debug("registry: fetching a token for '%s' from '%s'%s", c->repository, realm,
+                  authorization ? " with credentials" : "");
+        r = get_once(c, url, NULL, authorization, &s, &status, ret_error);
+        free_secret(authorization);
         if (r < 0)
                 goto finish;
+        if (status == 401 || status == 403) {
+                r = credential_hint(c, &hint);
+                if (r < 0)
+                        goto finish;
+                r = fail(ret_error, -EACCES,
+                         "Token server '%s' of registry '%s' denied access to '%s' (HTTP %ld): "
+                         "%s",
+                         realm, e->name, c->repository, status, hint);
+                goto finish;
+        }
         if (status != 200) {
                 r = fail(ret_error, -EACCES,
                          "Token server '%s' of registry '%s' returned HTTP %ld: the repository "
                          "may be private",
-                         realm, c->registry, status);
+                         realm, e->name, status);
                 goto finish;
         }
 
@@ -448,12 +717,12 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
             !json_object_is_type(token, json_type_string) ||
             isempty(json_object_get_string(token))) {
                 r = fail(ret_error, -EBADMSG, "Token server '%s' of registry '%s' sent no token",
-                         realm, c->registry);
+                         realm, e->name);
                 goto finish;
         }
-        free(c->token);
-        c->token = strdup(json_object_get_string(token));
-        r = c->token ? 0 : -ENOMEM;
+        free_secret(e->token);
+        e->token = strdup(json_object_get_string(token));
+        r = e->token ? 0 : -ENOMEM;
 
 finish:
         json_object_put(j);
@@ -464,36 +733,96 @@ finish:
         return r;
 }
 
-/* Returns the delay in seconds that a 429 or 503 response requests, 0 for no retry.
- * NOTE: no test reaches the retry path, because docker-registry sends neither status. */
-static unsigned retry_delay(CURL *curl, long status, unsigned attempt)
+int registry_parse_retry_after(const char *value, time_t now, unsigned *ret_seconds)
 {
-        const char *retry_after;
-        unsigned delay = 1u << attempt;
+        time_t when;
 
-        if (status != 429 && status != 503)
+        value += strspn(value, " \t");
+        if (*value >= '0' && *value <= '9') {
+                size_t n = strspn(value, "0123456789");
+                unsigned long long v;
+
+                if (value[n + strspn(value + n, " \t")] != '\0')
+                        return -EINVAL;
+                errno = 0;
+                v = strtoull(value, NULL, 10);
+                *ret_seconds = errno == ERANGE || v > RETRY_AFTER_SEC_MAX ? RETRY_AFTER_SEC_MAX
+                                                                          : (unsigned)v;
                 return 0;
-        retry_after = response_header(curl, "Retry-After");
-        if (retry_after && strspn(retry_after, "0123456789") == strlen(retry_after) && *retry_after)
-                delay = (unsigned)MIN(strtoul(retry_after, NULL, 10),
-                                      (unsigned long)RETRY_AFTER_MAX_SEC);
+        }
+
+        when = curl_getdate(value, NULL);
+        if (when < 0)
+                return -EINVAL;
+        if (when <= now)
+                *ret_seconds = 0;
+        else if (when - now > RETRY_AFTER_SEC_MAX)
+                *ret_seconds = RETRY_AFTER_SEC_MAX;
+        else
+                *ret_seconds = (unsigned)(when - now);
+        return 0;
+}
+
+/* Returns how long a 429 or 503 response asks to wait: its Retry-After, else a back-off that
+ * doubles with each attempt. */
+static unsigned retry_delay(CURL *curl, unsigned attempt)
+{
+        const char *retry_after = response_header(curl, "Retry-After");
+        unsigned delay;
+
+        if (!retry_after || registry_parse_retry_after(retry_after, time(NULL), &delay) < 0)
+                delay = 1u << attempt;
         return MAX(delay, 1u);
 }
 
-/* Sends a GET, handling one Bearer challenge and retrying 429 and 503 responses. */
+static int rate_limit_failure(RegistryClient *c, long status, unsigned delay, char **ret_error)
+{
+        if (status == 429)
+                return fail(ret_error, -EAGAIN,
+                            "Registry '%s' is rate-limiting pulls (HTTP 429): try again after "
+                            "%u s",
+                            c->e->name, delay);
+        return fail(ret_error, -EAGAIN,
+                    "Registry '%s' is unavailable (HTTP 503): try again after %u s", c->e->name,
+                    delay);
+}
+
+/* Returns the Authorization value for a request to the current endpoint, or NULL. */
+static int endpoint_authorization(RegistryClient *c, char **ret)
+{
+        Endpoint *e = c->e;
+
+        *ret = NULL;
+        if (e->token)
+                return asprintf(ret, "Bearer %s", e->token) < 0 ? -ENOMEM : 0;
+        if (e->basic && e->credential)
+                return basic_authorization(e->credential, ret);
+        return 0;
+}
+
+/* Sends a GET to the current endpoint. It answers one authentication challenge (Basic with
+ * the endpoint's credential, or Bearer through the token realm) and waits and retries while
+ * the endpoint answers 429 or 503, for at most RETRY_ATTEMPTS requests and RETRY_WAIT_MAX_SEC
+ * per wait. */
 static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, long *ret_status,
                char **ret_error)
 {
-        bool token_fetched = false;
+        bool challenge_answered = false;
         long status = 0;
         int r;
 
         for (unsigned attempt = 0;; attempt++) {
-                r = get_once(c, url, accept, true, s, &status, ret_error);
+                char *authorization = NULL;
+
+                r = endpoint_authorization(c, &authorization);
+                if (r < 0)
+                        return r;
+                r = get_once(c, url, accept, authorization, s, &status, ret_error);
+                free_secret(authorization);
                 if (r < 0)
                         return r;
 
-                if (status == 401 && !token_fetched) {
+                if (status == 401 && !challenge_answered) {
                         _cleanup_free_ char *challenge = NULL;
                         const char *h = response_header(c->curl, "WWW-Authenticate");
 
@@ -502,17 +831,34 @@ static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, 
                         challenge = strdup(h);
                         if (!challenge)
                                 return -ENOMEM;
+                        challenge_answered = true;
+
+                        if (strncasecmp(challenge + strspn(challenge, " \t"), "Basic", 5) == 0) {
+                                /* A Basic endpoint that already got the credential rejected
+                                 * it. */
+                                if (c->e->basic)
+                                        break;
+                                r = load_credential(c, ret_error);
+                                if (r < 0)
+                                        return r;
+                                if (!c->e->credential)
+                                        break;
+                                c->e->basic = true;
+                                continue;
+                        }
+
                         r = fetch_token(c, challenge, ret_error);
                         if (r < 0)
                                 return r;
-                        token_fetched = true;
                         continue;
                 }
 
-                unsigned delay = retry_delay(c->curl, status, attempt);
-                if (delay == 0 || attempt + 1 >= RETRY_ATTEMPTS)
+                if (status != 429 && status != 503)
                         break;
-                log_debug("registry: '%s' returned HTTP %ld, retrying in %u s", c->host, status,
+                unsigned delay = retry_delay(c->curl, attempt);
+                if (delay > RETRY_WAIT_MAX_SEC || attempt + 1 >= RETRY_ATTEMPTS)
+                        return rate_limit_failure(c, status, delay, ret_error);
+                log_debug("registry: '%s' returned HTTP %ld, retrying in %u s", c->e->host, status,
                           delay);
                 for (unsigned i = 0; i < delay; i++) {
                         if (s->opts && s->opts->cancel && *s->opts->cancel)
@@ -528,20 +874,28 @@ static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, 
 static int http_failure(RegistryClient *c, long status, const char *what, const Sink *s,
                         char **ret_error)
 {
-        log_debug("registry: '%s' returned HTTP %ld for %s: %s", c->host, status, what,
+        _cleanup_free_ char *hint = NULL;
+
+        log_debug("registry: '%s' returned HTTP %ld for %s: %s", c->e->host, status, what,
                   s->error_body);
 
         if (status == 404)
                 return fail(ret_error, -ENOENT,
                             "%s not found in registry '%s': check the repository name and the "
                             "tag",
-                            what, c->registry);
+                            what, c->e->name);
+        if (status == 401 && (c->e->basic || !c->e->token)) {
+                if (credential_hint(c, &hint) < 0)
+                        return -ENOMEM;
+                return fail(ret_error, -EACCES, "Registry '%s' denied access to %s (HTTP 401): %s",
+                            c->e->name, what, hint);
+        }
         if (status == 401 || status == 403)
                 return fail(ret_error, -EACCES,
                             "Registry '%s' denied access to %s (HTTP %ld): the repository is "
                             "private or does not exist",
-                            c->registry, what, status);
-        return fail(ret_error, -EIO, "Registry '%s' returned HTTP %ld for %s", c->registry, status,
+                            c->e->name, what, status);
+        return fail(ret_error, -EIO, "Registry '%s' returned HTTP %ld for %s", c->e->name, status,
                     what);
 }
 
@@ -604,9 +958,10 @@ int sha256_file(const char *path, char **ret_digest)
         return digest_finish(md, ret_digest);
 }
 
-int registry_get_manifest(RegistryClient *c, const char *reference,
-                          const RegistryTransferOptions *opts, char **ret_data, size_t *ret_size,
-                          char **ret_content_type, char **ret_digest, char **ret_error)
+static int get_manifest_from_endpoint(RegistryClient *c, const char *reference,
+                                      const RegistryTransferOptions *opts, char **ret_data,
+                                      size_t *ret_size, char **ret_content_type, char **ret_digest,
+                                      char **ret_error)
 {
         _cleanup_free_ char *url = NULL, *what = NULL, *digest = NULL, *content_type = NULL;
         Sink s = { .curl = c->curl, .fd = -EBADF, .size_max = OCI_MANIFEST_SIZE_MAX, .opts = opts };
@@ -614,7 +969,7 @@ int registry_get_manifest(RegistryClient *c, const char *reference,
         long status = 0;
         int r;
 
-        if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->scheme, c->host, c->repository,
+        if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->e->scheme, c->e->host, c->repository,
                      reference) < 0 ||
             asprintf(&what, "Image '%s/%s%s%s'", c->registry, c->repository,
                      strneq(reference, "sha256:", 7) ? "@" : ":", reference) < 0)
@@ -625,7 +980,7 @@ int registry_get_manifest(RegistryClient *c, const char *reference,
                 r = http_failure(c, status, what, &s, ret_error);
         if (r >= 0 && !s.buf)
                 r = fail(ret_error, -EBADMSG, "Registry '%s' sent an empty manifest for %s",
-                         c->registry, what);
+                         c->e->name, what);
         if (r < 0) {
                 free(s.buf);
                 return r;
@@ -660,6 +1015,43 @@ int registry_get_manifest(RegistryClient *c, const char *reference,
         return 0;
 }
 
+/* Whether a failure at one endpoint lets the next one try: anything but a cancellation or
+ * lack of memory. */
+static bool try_next_endpoint(RegistryClient *c, size_t i, int r)
+{
+        return r != -ECANCELED && r != -ENOMEM && i + 1 < c->n_endpoints;
+}
+
+int registry_get_manifest(RegistryClient *c, const char *reference,
+                          const RegistryTransferOptions *opts, char **ret_data, size_t *ret_size,
+                          char **ret_content_type, char **ret_digest, char **ret_error)
+{
+        int r = -EINVAL;
+
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+                char *error = NULL;
+
+                c->e = &c->endpoints[i];
+                r = get_manifest_from_endpoint(c, reference, opts, ret_data, ret_size,
+                                               ret_content_type, ret_digest, &error);
+                if (r >= 0) {
+                        c->current = i;
+                        return r;
+                }
+                if (!try_next_endpoint(c, i, r)) {
+                        if (ret_error)
+                                *ret_error = error;
+                        else
+                                free(error);
+                        return r;
+                }
+                log_debug("registry: mirror '%s' failed, trying the next: %s", c->e->name,
+                          strempty(error));
+                free(error);
+        }
+        return r;
+}
+
 static int blob_path(const char *cache_dir, const char *digest, char **ret)
 {
         return asprintf(ret, "%s/sha256/%s", cache_dir, digest + 7) < 0 ? -ENOMEM : 0;
@@ -688,15 +1080,40 @@ static int check_cached_blob(const char *path, const OciDescriptor *d)
         return 0;
 }
 
+/* Downloads a blob from the current endpoint into s and checks its size and digest. */
+static int fetch_blob_from_endpoint(RegistryClient *c, const char *url, const char *what,
+                                    const OciDescriptor *d, Sink *s, char **ret_error)
+{
+        _cleanup_free_ char *digest = NULL;
+        long status = 0;
+        int r;
+
+        r = get(c, url, NULL, s, &status, ret_error);
+        if (r < 0)
+                return r;
+        if (status != 200)
+                return http_failure(c, status, what, s, ret_error);
+
+        r = digest_finish(s->md, &digest);
+        if (r < 0)
+                return r;
+        if (s->size != d->size || !streq(digest, d->digest))
+                return fail(ret_error, -EBADMSG,
+                            "%s failed verification: received %zu bytes with digest '%s', "
+                            "expected %llu bytes: the registry's copy is corrupt or was "
+                            "replaced",
+                            what, s->size, digest, (unsigned long long)d->size);
+        return 0;
+}
+
 int registry_fetch_blob(RegistryClient *c, const OciDescriptor *d, const char *cache_dir,
                         const RegistryTransferOptions *opts, char **ret_path, char **ret_error)
 {
-        _cleanup_free_ char *path = NULL, *dir = NULL, *url = NULL, *what = NULL, *digest = NULL;
+        _cleanup_free_ char *path = NULL, *dir = NULL, *what = NULL;
         _cleanup_unlink_ char *temp = NULL;
         _cleanup_(evp_md_ctx_freep) EVP_MD_CTX *md = NULL;
         _cleanup_close_ int fd = -EBADF;
         Sink s = { .curl = c->curl, .fd = -EBADF, .opts = opts };
-        long status = 0;
         int r;
 
         if (!oci_digest_is_valid(d->digest))
@@ -740,26 +1157,33 @@ int registry_fetch_blob(RegistryClient *c, const OciDescriptor *d, const char *c
         s.fd = fd;
         s.md = md;
         s.expected_size = d->size;
-        if (asprintf(&url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->repository, d->digest) <
-                    0 ||
-            asprintf(&what, "Blob '%s' of '%s/%s'", d->digest, c->registry, c->repository) < 0)
+        if (asprintf(&what, "Blob '%s' of '%s/%s'", d->digest, c->registry, c->repository) < 0)
                 return -ENOMEM;
 
-        r = get(c, url, NULL, &s, &status, ret_error);
-        if (r < 0)
-                return r;
-        if (status != 200)
-                return http_failure(c, status, what, &s, ret_error);
+        /* Start at the endpoint that served the manifest; a failing mirror falls back to the
+         * endpoints after it. */
+        for (size_t i = c->current; i < c->n_endpoints; i++) {
+                _cleanup_free_ char *url = NULL;
+                char *error = NULL;
 
-        r = digest_finish(md, &digest);
-        if (r < 0)
-                return r;
-        if (s.size != d->size || !streq(digest, d->digest))
-                return fail(ret_error, -EBADMSG,
-                            "%s failed verification: received %zu bytes with digest '%s', "
-                            "expected %llu bytes: the registry's copy is corrupt or was "
-                            "replaced",
-                            what, s.size, digest, (unsigned long long)d->size);
+                c->e = &c->endpoints[i];
+                if (asprintf(&url, "%s://%s/v2/%s/blobs/%s", c->e->scheme, c->e->host,
+                             c->repository, d->digest) < 0)
+                        return -ENOMEM;
+                r = fetch_blob_from_endpoint(c, url, what, d, &s, &error);
+                if (r >= 0)
+                        break;
+                if (!try_next_endpoint(c, i, r)) {
+                        if (ret_error)
+                                *ret_error = error;
+                        else
+                                free(error);
+                        return r;
+                }
+                log_debug("registry: mirror '%s' failed, trying the next: %s", c->e->name,
+                          strempty(error));
+                free(error);
+        }
 
         if (fsync(fd) < 0 || rename(temp, path) < 0) {
                 r = negative_errno();

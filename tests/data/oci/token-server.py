@@ -9,8 +9,10 @@ CERT in the x5c header, which docker-registry checks against its rootcertbundle.
 whose name ends in "private" gets 401. With STORAGE, GET /docker/registry/v2/PATH returns the
 file STORAGE/docker/registry/v2/PATH, standing in for the blob storage that docker-registry's
 redirect middleware sends clients to (it keeps only the scheme and host of its baseurl). Each request path is
-appended to LOGFILE with whether it carried an Authorization header. Signing runs
-the openssl command, so only the standard library is needed.
+appended to LOGFILE with whether it carried an Authorization header. When the environment
+variable TOKEN_SERVER_CREDENTIALS is set to USER:PASSWORD, a token request without exactly
+these Basic credentials gets 401. Signing runs the openssl command, so only the standard
+library is needed.
 """
 
 import base64
@@ -30,6 +32,9 @@ def b64url(data):
 def main():
     key, cert, service, issuer, port_file, log_file = sys.argv[1:7]
     storage = sys.argv[7] if len(sys.argv) > 7 else None
+    credentials = os.environ.get("TOKEN_SERVER_CREDENTIALS")
+    expected_auth = ("Basic " + base64.b64encode(credentials.encode()).decode()
+                     if credentials else None)
     der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], check=True,
                          capture_output=True).stdout
 
@@ -52,6 +57,11 @@ def main():
                 log.write("%s auth=%s\n" % (self.path, "Authorization" in self.headers))
             if storage and url.path.startswith("/docker/registry/v2/") and ".." not in url.path:
                 self.send_file(os.path.join(storage, url.path.lstrip("/")))
+                return
+            if expected_auth and self.headers.get("Authorization") != expected_auth:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="banger-test"')
+                self.end_headers()
                 return
             access = []
             for scope in query.get("scope", []):
