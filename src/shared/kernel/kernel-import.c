@@ -12,6 +12,7 @@
 #include "deb.h"
 #include "fileio.h"
 #include "initramfs.h"
+#include "kconfig.h"
 #include "kernel-import.h"
 #include "kernel-util.h"
 #include "kmod.h"
@@ -367,6 +368,34 @@ static int tree_find_kernel(Import *im, int tree_fd, char **ret_release)
         return 0;
 }
 
+/* Checks boot/config-RELEASE of a package tree, when the tree has one, for the options the
+ * guest needs. */
+static int import_check_config(Import *im, int tree_fd, const char *release)
+{
+        _cleanup_free_ char *path = NULL, *name = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        MappedFile m;
+        int r;
+
+        if (asprintf(&path, "boot/config-%s", release) < 0)
+                return -ENOMEM;
+        fd = openat(tree_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 && errno == ENOENT)
+                return 0;
+        if (fd < 0)
+                return error_set(im->error, negative_errno(), "Failed to open '%s' in '%s': %s",
+                                 path, im->source_name, strerror(errno));
+        if (asprintf(&name, "%s/%s", im->source_name, path) < 0)
+                return -ENOMEM;
+
+        r = mapped_file_open(fd, &m);
+        if (r < 0)
+                return error_set(im->error, r, "Failed to read '%s': %s", name, strerror(-r));
+        r = kconfig_check_guest(m.data, m.size, name, im->error);
+        mapped_file_close(&m);
+        return r;
+}
+
 static int import_tree(Import *im, int tree_fd)
 {
         _cleanup_free_ char *kernel_path = NULL, *modules_path = NULL, *release = NULL;
@@ -374,6 +403,11 @@ static int import_tree(Import *im, int tree_fd)
         int r;
 
         r = tree_find_kernel(im, tree_fd, &release);
+        if (r < 0)
+                return r;
+        /* NOTE: deb_extract_kernel() keeps only the kernel and the modules, so a .deb import
+         * reaches this point without boot/config-RELEASE and skips the check. */
+        r = import_check_config(im, tree_fd, release);
         if (r < 0)
                 return r;
         if (asprintf(&kernel_path, "boot/vmlinuz-%s", release) < 0 ||
