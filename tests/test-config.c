@@ -51,6 +51,9 @@ START_TEST(config_defaults)
         ck_assert_str_eq(c->qemu_path, QEMU_SYSTEM_X86_64);
         ck_assert_uint_eq(c->boot_timeout_usec, 300 * SEC);
         ck_assert_ptr_null(c->insecure_registries);
+        ck_assert_str_eq(c->credentials_file, BANGER_SYSCONFDIR "/registry-auth.json");
+        ck_assert_ptr_null(c->ca_file);
+        ck_assert_ptr_null(c->mirrors);
         ck_assert_str_eq(c->os, "linux");
         ck_assert_str_eq(c->architecture, "amd64");
         ck_assert_str_eq(c->state_dir, BANGER_STATEDIR);
@@ -214,6 +217,78 @@ START_TEST(config_catalog_url_table)
 }
 END_TEST
 
+/* [Registry] CredentialsFile, CAFile and Mirrors values, what each leaves set and the
+ * warnings. The default credentials file is written "default", and NULL stands for unset. */
+static const struct {
+        const char *text;
+        const char *credentials_file;
+        const char *ca_file;
+        const char *mirrors; /* joined with '|' */
+        unsigned n_warnings;
+        const char *warning_part; /* must appear in the first warning */
+} registry_files[] = {
+        { "", "default", NULL, NULL, 0, NULL },
+        { "[Registry]\nCredentialsFile=/etc/banger/auth.json\nCAFile=/etc/ssl/ca.pem\n",
+          "/etc/banger/auth.json", "/etc/ssl/ca.pem", NULL, 0, NULL },
+        { "[Registry]\nCredentialsFile=\nCAFile=/a.pem\nCAFile=\n", NULL, NULL, NULL, 0, NULL },
+        { "[Registry]\nCredentialsFile=auth.json\n", "default", NULL, NULL, 1,
+          "Invalid value 'auth.json' for CredentialsFile" },
+        { "[Registry]\nCAFile=ca.pem\n", "default", NULL, NULL, 1,
+          "Invalid value 'ca.pem' for CAFile" },
+        { "[Registry]\nMirrors=docker.io=http://127.0.0.1:5001  "
+          "docker.io=https://mirror.example/\t127.0.0.1:5000=http://[::1]:5002\n",
+          "default", NULL,
+          "docker.io=http://127.0.0.1:5001|docker.io=https://mirror.example/|"
+          "127.0.0.1:5000=http://[::1]:5002",
+          0, NULL },
+        { "[Registry]\nMirrors=\n", "default", NULL, "", 0, NULL },
+        /* One invalid entry rejects the whole value, and the earlier one stays. */
+        { "[Registry]\nMirrors=docker.io=http://m1\nMirrors=docker.io=http://m2 docker.io=m3\n",
+          "default", NULL, "docker.io=http://m1", 1,
+          "f.conf:3: Invalid value 'docker.io=http://m2 docker.io=m3' for Mirrors" },
+        { "[Registry]\nMirrors=http://m1\n", "default", NULL, NULL, 1, "for Mirrors" },
+};
+
+START_TEST(config_registry_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *path = write_in_tmpdir("f.conf", registry_files[_i].text);
+        const char *credentials_file = registry_files[_i].credentials_file;
+
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        if (credentials_file && streq(credentials_file, "default"))
+                credentials_file = BANGER_SYSCONFDIR "/registry-auth.json";
+        if (credentials_file)
+                ck_assert_str_eq(c->credentials_file, credentials_file);
+        else
+                ck_assert_ptr_null(c->credentials_file);
+        if (registry_files[_i].ca_file)
+                ck_assert_str_eq(c->ca_file, registry_files[_i].ca_file);
+        else
+                ck_assert_ptr_null(c->ca_file);
+
+        if (registry_files[_i].mirrors) {
+                char joined[256] = "";
+
+                ck_assert_ptr_nonnull(c->mirrors);
+                for (char **p = c->mirrors; *p; p++) {
+                        if (p != c->mirrors)
+                                strcat(joined, "|");
+                        strcat(joined, *p);
+                }
+                ck_assert_str_eq(joined, registry_files[_i].mirrors);
+        } else
+                ck_assert_ptr_null(c->mirrors);
+
+        ck_assert_uint_eq(strv_length(warnings), registry_files[_i].n_warnings);
+        if (registry_files[_i].warning_part)
+                ck_assert_msg(strstr(warnings[0], registry_files[_i].warning_part),
+                              "warning '%s' lacks '%s'", warnings[0],
+                              registry_files[_i].warning_part);
+}
+END_TEST
+
 START_TEST(config_dropins_override_in_order)
 {
         _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
@@ -262,6 +337,7 @@ int main(void)
         tcase_add_test(tc, config_missing_file_is_defaults);
         tcase_add_loop_test(tc, config_file_table, 0, ELEMENTSOF(files));
         tcase_add_loop_test(tc, config_catalog_url_table, 0, ELEMENTSOF(catalog_files));
+        tcase_add_loop_test(tc, config_registry_table, 0, ELEMENTSOF(registry_files));
         tcase_add_test(tc, config_dropins_override_in_order);
         tcase_add_test(tc, config_unreadable_path_fails);
         suite_add_tcase(s, tc);

@@ -219,6 +219,9 @@ typedef struct PullParams {
         char *cache_dir;
         char *state_dir;
         char **insecure_registries;
+        char *credentials_file;
+        char *ca_file;
+        char **mirrors;
         char *os;
         char *architecture;
         char *final_dir;
@@ -236,6 +239,9 @@ static void pull_params_free(void *userdata)
         free(p->cache_dir);
         free(p->state_dir);
         strv_free(p->insecure_registries);
+        free(p->credentials_file);
+        free(p->ca_file);
+        strv_free(p->mirrors);
         free(p->os);
         free(p->architecture);
         free(p->final_dir);
@@ -278,6 +284,9 @@ static int run_pull(Job *j, void *userdata, char **ret_error)
                 .blob_cache_dir = blobs,
                 .output_path = output,
                 .insecure_registries = p->insecure_registries,
+                .ca_file = p->ca_file,
+                .credentials_file = p->credentials_file,
+                .mirrors = p->mirrors,
                 .os = p->os,
                 .architecture = p->architecture,
                 .progress = on_pull_progress,
@@ -358,10 +367,14 @@ static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_err
         p->cache_dir = strdup(m->config->cache_dir);
         p->state_dir = strdup(m->config->state_dir);
         p->insecure_registries = strv_copy(m->config->insecure_registries);
+        p->mirrors = strv_copy(m->config->mirrors);
         p->os = strdup(m->config->os);
         p->architecture = strdup(m->config->architecture);
         if (!p->name || !p->reference || !p->cache_dir || !p->state_dir ||
-            !p->insecure_registries || !p->os || !p->architecture ||
+            !p->insecure_registries || !p->mirrors || !p->os || !p->architecture ||
+            (m->config->credentials_file &&
+             !(p->credentials_file = strdup(m->config->credentials_file))) ||
+            (m->config->ca_file && !(p->ca_file = strdup(m->config->ca_file))) ||
             store_object_dir(m->config->state_dir, STORE_IMAGES, name, &p->final_dir) < 0) {
                 pull_params_free(p);
                 return -ENOMEM;

@@ -14,6 +14,7 @@
 #include "daemon-config.h"
 #include "log.h"
 #include "macro.h"
+#include "registry.h"
 #include "strv.h"
 
 #define USEC_PER_SEC 1000000ULL
@@ -31,6 +32,9 @@ DaemonConfig *daemon_config_free(DaemonConfig *c)
         free(c->qemu_path);
         free(c->catalog_url);
         strv_free(c->insecure_registries);
+        free(c->credentials_file);
+        free(c->ca_file);
+        strv_free(c->mirrors);
         free(c->os);
         free(c->architecture);
         free(c->state_dir);
@@ -74,7 +78,8 @@ int daemon_config_new(DaemonConfig **ret)
         c->qemu_path = strdup(QEMU_SYSTEM_X86_64);
         c->os = strdup("linux");
         c->architecture = strdup("amd64");
-        if (!c->qemu_path || !c->os || !c->architecture)
+        c->credentials_file = strdup(DAEMON_CONFIG_CREDENTIALS_FILE);
+        if (!c->qemu_path || !c->os || !c->architecture || !c->credentials_file)
                 return -ENOMEM;
 
         r = directory_from_env("STATE_DIRECTORY", BANGER_STATEDIR, &c->state_dir);
@@ -297,6 +302,36 @@ static int apply_key(DaemonConfig *c, const char *section, const char *key, cons
                 }
                 if (streq(key, "Platform"))
                         return parse_platform(c, value);
+                if (streq(key, "CredentialsFile") || streq(key, "CAFile")) {
+                        char **field = streq(key, "CAFile") ? &c->ca_file : &c->credentials_file;
+
+                        /* An empty value turns the file off. */
+                        if (isempty(value)) {
+                                free(*field);
+                                *field = NULL;
+                                return 0;
+                        }
+                        if (value[0] != '/')
+                                return -EINVAL;
+                        return replace_string(field, value);
+                }
+                if (streq(key, "Mirrors")) {
+                        _cleanup_strv_free_ char **l = NULL;
+
+                        r = split_words(value, &l);
+                        if (r < 0)
+                                return r;
+                        for (char **m = l; *m; m++) {
+                                _cleanup_free_ char *registry = NULL;
+
+                                r = registry_mirror_parse(*m, &registry, NULL, NULL);
+                                if (r < 0)
+                                        return r;
+                        }
+                        strv_free(c->mirrors);
+                        c->mirrors = TAKE_PTR(l);
+                        return 0;
+                }
                 return -ENOENT;
         }
 

@@ -22,6 +22,9 @@ typedef struct DaemonConfig {
         char *catalog_url; /* [Kernel] CatalogURL, an http or https URL; NULL when unset */
 
         char **insecure_registries; /* [Registry] InsecureRegistries, "host:port" entries */
+        char *credentials_file;     /* [Registry] CredentialsFile; NULL when set empty */
+        char *ca_file;              /* [Registry] CAFile; NULL when unset */
+        char **mirrors;             /* [Registry] Mirrors, "REGISTRY=URL" entries */
         char *os;                   /* [Registry] Platform, the part before '/' */
         char *architecture;         /* [Registry] Platform, the part after '/' */
 
@@ -35,6 +38,8 @@ typedef struct DaemonConfig {
 
 #define DAEMON_CONFIG_FILE       BANGER_SYSCONFDIR "/bangerd.conf"
 #define DAEMON_CONFIG_DROPIN_DIR BANGER_SYSCONFDIR "/bangerd.conf.d"
+/* Default of [Registry] CredentialsFile: a docker config.json that bangerd's user can read. */
+#define DAEMON_CONFIG_CREDENTIALS_FILE BANGER_SYSCONFDIR "/registry-auth.json"
 
 DaemonConfig *daemon_config_free(DaemonConfig *c);
 static inline void daemon_config_freep(DaemonConfig **c)

@@ -428,6 +428,8 @@ static void configure(RegistryClient *c, const char *url, struct curl_slist *hea
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_SEC);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "banger");
+        /* NOTE: the system's CAs stay trusted beside ca_file only because curl keeps its
+         * built-in CA path (/etc/ssl/certs in Debian's libcurl 7.88) when CAINFO changes. */
         if (c->ca_file)
                 curl_easy_setopt(curl, CURLOPT_CAINFO, c->ca_file);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
