@@ -106,6 +106,14 @@ fi
 
 section "kernel"
 run_logged "fetch-kernel.sh" fetch-kernel "$srcdir/integration/fetch-kernel.sh" "$srcdir/integration/cache/kernel"
+# The unit suites that boot or import the real kernel read these; without them they skip.
+kernel_deb=$(tail -n 1 "$logdir/fetch-kernel.log")
+if [[ -f $kernel_deb ]]; then
+	export BANGER_TEST_KERNEL_DEB=$kernel_deb
+	export BANGER_TEST_KERNEL_DIR=$srcdir/integration/cache/kernel/root
+else
+	fail "kernel for the unit suites" "fetch-kernel.sh printed no .deb path"
+fi
 
 section "shell scripts"
 run_logged "shellcheck" shellcheck shellcheck -x -P "$srcdir/integration" \
