@@ -800,6 +800,72 @@ START_TEST(test_describe_sets_phase)
 }
 END_TEST
 
+START_TEST(test_root_drive_and_root_argument)
+{
+        _cleanup_(firecracker_freep) Firecracker *f = NULL;
+        _cleanup_free_ char *error = NULL;
+        FirecrackerBootSource boot = { .kernel_image_path = "/vmlinux",
+                                       .boot_args = "console=ttyS0 root=/dev/vdb" };
+        FirecrackerDrive root = { .drive_id = "rootfs",
+                                  .path_on_host = "/r",
+                                  .is_root_device = true };
+        FirecrackerDrive plain = { .drive_id = "rootfs", .path_on_host = "/r" };
+        Server s;
+
+        server_start(&s);
+        ck_assert_int_eq(firecracker_new(s.path, TIMEOUT_USEC, &f), 0);
+
+        /* Firecracker adds root= for a root drive, so a root= of our own is a second one. The
+         * check runs at InstanceStart because the two can be sent in either order. */
+        ck_assert_int_eq(firecracker_put_drive(f, &root, &error), 0);
+        ck_assert_int_eq(firecracker_put_boot_source(f, &boot, &error), 0);
+        ck_assert_int_eq(firecracker_start(f, &error), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(error, "Invalid boot argument 'root=/dev/vdb'"));
+        ck_assert_ptr_nonnull(strstr(error, "root drive 'rootfs'"));
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(firecracker_get_phase(f), FIRECRACKER_PHASE_PRE_BOOT);
+
+        /* The same drive sent again without is_root_device resolves it. */
+        ck_assert_int_eq(firecracker_put_drive(f, &plain, &error), 0);
+        ck_assert_int_eq(firecracker_start(f, &error), 0);
+        ck_assert_ptr_null(error);
+
+        server_stop(&s);
+        ck_assert_uint_eq(s.n_requests, 4);
+        ck_assert_str_eq(s.requests[3].path, "/actions");
+        server_free_requests(&s);
+}
+END_TEST
+
+START_TEST(test_root_argument_without_root_drive)
+{
+        _cleanup_(firecracker_freep) Firecracker *f = NULL;
+        _cleanup_free_ char *error = NULL;
+        FirecrackerBootSource boot = { .kernel_image_path = "/vmlinux",
+                                       .boot_args = "console=ttyS0 root=/dev/vdb" };
+        FirecrackerBootSource no_root = { .kernel_image_path = "/vmlinux",
+                                          .boot_args = "console=ttyS0" };
+        FirecrackerDrive root = { .drive_id = "rootfs",
+                                  .path_on_host = "/r",
+                                  .is_root_device = true };
+        Server s;
+
+        server_start(&s);
+        ck_assert_int_eq(firecracker_new(s.path, TIMEOUT_USEC, &f), 0);
+
+        /* Boot arguments sent again without root= replace the earlier ones. */
+        ck_assert_int_eq(firecracker_put_boot_source(f, &boot, &error), 0);
+        ck_assert_int_eq(firecracker_put_drive(f, &root, &error), 0);
+        ck_assert_int_eq(firecracker_put_boot_source(f, &no_root, &error), 0);
+        ck_assert_int_eq(firecracker_start(f, &error), 0);
+        ck_assert_ptr_null(error);
+
+        server_stop(&s);
+        ck_assert_uint_eq(s.n_requests, 4);
+        server_free_requests(&s);
+}
+END_TEST
+
 static Suite *contract_suite(void)
 {
         Suite *s = suite_create("firecracker-contract");
@@ -811,6 +877,8 @@ static Suite *contract_suite(void)
         tcase_add_loop_test(tc, test_fault_becomes_error, 0, (int)ELEMENTSOF(fault_cases));
         tcase_add_test(tc, test_server_gone);
         tcase_add_test(tc, test_describe_sets_phase);
+        tcase_add_test(tc, test_root_drive_and_root_argument);
+        tcase_add_test(tc, test_root_argument_without_root_drive);
         suite_add_tcase(s, tc);
         return s;
 }

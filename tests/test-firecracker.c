@@ -242,6 +242,29 @@ START_TEST(test_machine_config_invalid_table)
 }
 END_TEST
 
+START_TEST(test_boot_source_invalid)
+{
+        _cleanup_(firecracker_freep) Firecracker *f = NULL;
+        _cleanup_free_ char *error = NULL;
+        FirecrackerBootSource no_kernel = { .boot_args = "console=ttyS0" };
+        FirecrackerBootSource no_args = { .kernel_image_path = "/vmlinux" };
+        FirecrackerBootSource bad_args = { .kernel_image_path = "/vmlinux",
+                                           .boot_args = "console=ttyS0 root=a root=b" };
+
+        ck_assert_int_eq(firecracker_new("/nonexistent/firecracker.sock", 1000000, &f), 0);
+        ck_assert_int_eq(firecracker_put_boot_source(f, &no_kernel, &error), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(error, "no kernel image path"));
+        free(TAKE_PTR(error));
+
+        ck_assert_int_eq(firecracker_put_boot_source(f, &no_args, &error), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(error, "including console=ttyS0"));
+        free(TAKE_PTR(error));
+
+        ck_assert_int_eq(firecracker_put_boot_source(f, &bad_args, &error), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(error, "'root=b'"));
+}
+END_TEST
+
 START_TEST(test_network_interface_invalid)
 {
         _cleanup_(firecracker_freep) Firecracker *f = NULL;
@@ -281,6 +304,7 @@ static Suite *firecracker_suite(void)
         tcase_add_loop_test(tc, test_drive_invalid_table, 0, (int)ELEMENTSOF(invalid_drives));
         tcase_add_loop_test(tc, test_machine_config_invalid_table, 0,
                             (int)ELEMENTSOF(invalid_machines));
+        tcase_add_test(tc, test_boot_source_invalid);
         tcase_add_test(tc, test_network_interface_invalid);
         suite_add_tcase(s, tc);
         return s;

@@ -30,6 +30,8 @@ struct Firecracker {
         char *socket_path;
         uint64_t timeout_usec;
         FirecrackerPhase phase;
+        char *root_drive_id;  /* the drive sent with is_root_device, or NULL */
+        char *boot_args_root; /* the root= argument of the boot arguments sent, or NULL */
 };
 
 typedef struct ResponseBuffer {
@@ -87,6 +89,8 @@ Firecracker *firecracker_free(Firecracker *f)
         if (f->curl)
                 curl_easy_cleanup(f->curl);
         free(f->socket_path);
+        free(f->root_drive_id);
+        free(f->boot_args_root);
         free(f);
         return NULL;
 }
@@ -507,9 +511,21 @@ int firecracker_put_machine_config(Firecracker *f, const FirecrackerMachineConfi
         return put_pre_boot(f, "/machine-config", o, ret_error);
 }
 
+typedef struct BootArgsState {
+        const char *root; /* first root= token */
+        size_t root_size;
+        bool console;        /* an enabled console= seen */
+        bool init;           /* after "--" */
+        unsigned init_count; /* init arguments seen */
+} BootArgsState;
+
+static int boot_args_scan(const char *boot_args, BootArgsState *ret, char **ret_error);
+
 int firecracker_put_boot_source(Firecracker *f, const FirecrackerBootSource *b, char **ret_error)
 {
         _cleanup_json_ json_object *o = json_object_new_object();
+        _cleanup_free_ char *root = NULL;
+        BootArgsState state;
         int r;
 
         assert(f);
@@ -519,10 +535,20 @@ int firecracker_put_boot_source(Firecracker *f, const FirecrackerBootSource *b, 
                 return fail(ret_error, -EINVAL,
                             "The boot source has no kernel image path; set kernel_image_path");
 
-        if (b->boot_args) {
-                r = firecracker_boot_args_validate(b->boot_args, ret_error);
-                if (r < 0)
-                        return r;
+        /* Firecracker's default command line contains 8250.nr_uarts=0, which removes the serial
+         * console (DEFAULT_KERNEL_CMDLINE in src/vmm/src/vmm_config/boot_source.rs). */
+        if (!b->boot_args)
+                return fail(ret_error, -EINVAL,
+                            "The boot source has no boot arguments, and Firecracker's default "
+                            "disables the serial console. Set them, including console=ttyS0");
+
+        r = boot_args_scan(b->boot_args, &state, ret_error);
+        if (r < 0)
+                return r;
+        if (state.root) {
+                root = strndup(state.root, state.root_size);
+                if (!root)
+                        return -ENOMEM;
         }
 
         if (!o || add_string(o, "kernel_image_path", b->kernel_image_path) < 0 ||
@@ -530,7 +556,33 @@ int firecracker_put_boot_source(Firecracker *f, const FirecrackerBootSource *b, 
             add_string(o, "boot_args", b->boot_args) < 0)
                 return -ENOMEM;
 
-        return put_pre_boot(f, "/boot-source", o, ret_error);
+        r = put_pre_boot(f, "/boot-source", o, ret_error);
+        if (r < 0)
+                return r;
+
+        free(f->boot_args_root);
+        f->boot_args_root = TAKE_PTR(root);
+        return 0;
+}
+
+/* Remembers which drive is the root device, because Firecracker then adds root= to the boot
+ * arguments (attach_block_devices() in src/vmm/src/builder.rs). A drive sent again with the
+ * same id replaces the earlier one. */
+static int drive_track_root(Firecracker *f, const FirecrackerDrive *d)
+{
+        char *id;
+
+        if (d->is_root_device) {
+                id = strdup(d->drive_id);
+                if (!id)
+                        return -ENOMEM;
+                free(f->root_drive_id);
+                f->root_drive_id = id;
+        } else if (f->root_drive_id && streq(f->root_drive_id, d->drive_id)) {
+                free(f->root_drive_id);
+                f->root_drive_id = NULL;
+        }
+        return 0;
 }
 
 int firecracker_put_drive(Firecracker *f, const FirecrackerDrive *d, char **ret_error)
@@ -539,6 +591,7 @@ int firecracker_put_drive(Firecracker *f, const FirecrackerDrive *d, char **ret_
         static const char *const io_engines[] = { "Sync", "Async" };
         _cleanup_json_ json_object *o = json_object_new_object();
         _cleanup_free_ char *path = NULL;
+        int r;
 
         assert(f);
         assert(d);
@@ -569,7 +622,11 @@ int firecracker_put_drive(Firecracker *f, const FirecrackerDrive *d, char **ret_
         if (asprintf(&path, "/drives/%s", d->drive_id) < 0)
                 return -ENOMEM;
 
-        return put_pre_boot(f, path, o, ret_error);
+        r = put_pre_boot(f, path, o, ret_error);
+        if (r < 0)
+                return r;
+
+        return drive_track_root(f, d);
 }
 
 static bool mac_is_valid(const char *mac)
@@ -727,6 +784,13 @@ int firecracker_start(Firecracker *f, char **ret_error)
         if (r < 0)
                 return r;
 
+        if (f->root_drive_id && f->boot_args_root)
+                return fail(ret_error, -EINVAL,
+                            "Invalid boot argument '%s': Firecracker adds root= for the root "
+                            "drive '%s', so the kernel would get two. Drop it from the boot "
+                            "arguments or send the drive with is_root_device false",
+                            f->boot_args_root, f->root_drive_id);
+
         r = put_action(f, "InstanceStart", ret_error);
         if (r < 0)
                 return r;
@@ -835,14 +899,6 @@ int firecracker_describe_instance(Firecracker *f, FirecrackerInstanceInfo *ret, 
 
 /* Boot arguments */
 
-typedef struct BootArgsState {
-        const char *root; /* first root= token */
-        size_t root_size;
-        bool console;        /* an enabled console= seen */
-        bool init;           /* after "--" */
-        unsigned init_count; /* init arguments seen */
-} BootArgsState;
-
 static int reject_token(char **ret_error, const char *token, size_t size, const char *reason)
 {
         return fail(ret_error, -EINVAL, "Invalid boot argument '%.*s%s': %s",
@@ -922,7 +978,7 @@ static int check_token(BootArgsState *s, const char *token, size_t size, char **
         return 0;
 }
 
-int firecracker_boot_args_validate(const char *boot_args, char **ret_error)
+static int boot_args_scan(const char *boot_args, BootArgsState *ret, char **ret_error)
 {
         BootArgsState s = {};
         size_t n, i = 0;
@@ -974,5 +1030,14 @@ int firecracker_boot_args_validate(const char *boot_args, char **ret_error)
                 return fail(ret_error, -EINVAL,
                             "Invalid boot arguments: no console= argument, so the guest's log is "
                             "lost; add console=ttyS0");
+        *ret = s;
         return 0;
+}
+
+int firecracker_boot_args_validate(const char *boot_args, char **ret_error)
+{
+        BootArgsState s;
+
+        assert(boot_args);
+        return boot_args_scan(boot_args, &s, ret_error);
 }

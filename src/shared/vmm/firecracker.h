@@ -48,7 +48,7 @@ typedef struct FirecrackerMachineConfig {
 typedef struct FirecrackerBootSource {
         const char *kernel_image_path; /* required: an uncompressed ELF vmlinux on x86_64 */
         const char *initrd_path;       /* NULL: none */
-        const char *boot_args;         /* NULL: Firecracker's default; else checked as below */
+        const char *boot_args;         /* required, checked as below */
 } FirecrackerBootSource;
 
 typedef struct FirecrackerDrive {
@@ -101,7 +101,9 @@ int firecracker_put_metrics(Firecracker *f, const char *metrics_path, char **ret
  * console=ttyS0. */
 int firecracker_put_serial(Firecracker *f, const char *serial_out_path, char **ret_error);
 
-/* Sends InstanceStart. On success the client moves to FIRECRACKER_PHASE_RUNNING. */
+/* Sends InstanceStart. On success the client moves to FIRECRACKER_PHASE_RUNNING. Returns
+ * -EINVAL without sending when a root drive was sent and the boot arguments contain root=,
+ * because Firecracker adds its own root= for the root drive. */
 int firecracker_start(Firecracker *f, char **ret_error);
 
 /* Post-boot calls. */
@@ -114,9 +116,9 @@ int firecracker_send_ctrl_alt_del(Firecracker *f, char **ret_error);
 int firecracker_describe_instance(Firecracker *f, FirecrackerInstanceInfo *ret, char **ret_error);
 
 /* Boot arguments. Linux on x86 stops reading the command line at COMMAND_LINE_SIZE (2048 bytes
- * including the NUL). Firecracker appends its own arguments (root= for a root drive,
- * virtio_mmio.device= for each device) to the same line.
- * TODO: the room that Firecracker's appended arguments take is not subtracted from the limit. */
+ * including the NUL). Firecracker adds arguments of its own to the same line, such as root= and
+ * rw for a root drive (attach_block_devices() in its src/vmm/src/builder.rs).
+ * TODO: the room that Firecracker's own arguments take is not subtracted from the limit. */
 #define FIRECRACKER_BOOT_ARGS_MAX 2047U
 /* Linux passes at most MAX_INIT_ARGS arguments to init (init/main.c), which is
  * CONFIG_INIT_ENV_ARG_LIMIT, 32 by default. */
