@@ -377,6 +377,7 @@ typedef struct Request {
         char method[16];
         char path[256];
         char *body;
+        bool json_content_type; /* "Content-Type: application/json" was sent */
 } Request;
 
 typedef struct Server {
@@ -425,7 +426,8 @@ static void server_reply(int fd, long status, const char *body)
                 return;
 }
 
-static void server_record(Server *s, const char *method, const char *path, char *body)
+static void server_record(Server *s, const char *method, const char *path, char *body,
+                          bool json_content_type)
 {
         pthread_mutex_lock(&s->lock);
         if (s->n_requests < REQUESTS_MAX) {
@@ -433,6 +435,7 @@ static void server_record(Server *s, const char *method, const char *path, char 
                 snprintf(r->method, sizeof(r->method), "%s", method);
                 snprintf(r->path, sizeof(r->path), "%s", path);
                 r->body = body;
+                r->json_content_type = json_content_type;
         } else {
                 s->overflow = true;
                 free(body);
@@ -445,6 +448,7 @@ static bool server_handle(Server *s, int fd)
 {
         char head[8192], method[16], path[256];
         size_t n = 0, content_length = 0;
+        bool json_content_type = false;
         char *end = NULL, *body, *p;
         ssize_t k;
 
@@ -464,6 +468,8 @@ static bool server_handle(Server *s, int fd)
         for (p = strstr(head, "\r\n"); p && p < end; p = strstr(p + 2, "\r\n"))
                 if (strncasecmp(p + 2, "Content-Length:", 15) == 0)
                         content_length = strtoul(p + 2 + 15, NULL, 10);
+                else if (strncasecmp(p + 2, "Content-Type: application/json\r\n", 32) == 0)
+                        json_content_type = true;
 
         body = calloc(1, content_length + 1);
         if (!body)
@@ -481,7 +487,7 @@ static bool server_handle(Server *s, int fd)
                 have += (size_t)k;
         }
 
-        server_record(s, method, path, body);
+        server_record(s, method, path, body, json_content_type);
 
         if (s->fault_path && streq(method, s->fault_method) && streq(path, s->fault_path))
                 server_reply(fd, s->fault_status, s->fault_body);
@@ -657,6 +663,10 @@ START_TEST(test_boot_sequence_matches_spec)
                                       streq(r->path, boot_sequence[i].path),
                               "request %u: expected %s %s, got %s %s", i, boot_sequence[i].method,
                               boot_sequence[i].path, r->method, r->path);
+                /* The description's "consumes: application/json" covers every body. */
+                ck_assert_msg(isempty(r->body) || r->json_content_type,
+                              "request %u (%s %s) has a body but no JSON content type", i,
+                              r->method, r->path);
                 ck_assert_msg(check_request(r->method, r->path, r->body, &reason) == 0,
                               "request %u (%s %s %s): %s", i, r->method, r->path, r->body, reason);
                 if (boot_sequence[i].key)

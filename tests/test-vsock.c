@@ -170,6 +170,16 @@ static bool serve_agent(Peer *p, int fd)
         }
 }
 
+/* Keeps fd open until peer_stop(), so the client sees neither a reply nor end of file. */
+static void peer_hold(Peer *p, int fd)
+{
+        if (p->n_held == ELEMENTSOF(p->held)) {
+                close(fd);
+                return;
+        }
+        p->held[p->n_held++] = fd;
+}
+
 static void *peer_run(void *userdata)
 {
         Peer *p = userdata;
@@ -210,11 +220,11 @@ static void *peer_run(void *userdata)
                         static const char reply[] = "OK 1073741824\nfrom-guest";
                         if (write(fd, reply, strlen(reply)) != (ssize_t)strlen(reply))
                                 p->write_failed = true;
-                        p->held[p->n_held++] = fd;
+                        peer_hold(p, fd);
                         break;
                 }
                 case PEER_STALL:
-                        p->held[p->n_held++] = fd;
+                        peer_hold(p, fd);
                         break;
                 case PEER_GARBAGE:
                         if (write(fd, "NO\n", 3) != 3)
