@@ -206,6 +206,13 @@ expect_ok "sysusers.d creates group banger" "" getent group banger
 expect_output "bangerd.service is installed" loaded "" systemctl show -p LoadState --value bangerd.service
 expect_ok "org.banger1 is activatable" "" sh -c \
 	'busctl --system list --activatable --no-legend | grep -q "^org\.banger1 "'
+# Introspection carries argument names, so busctl and D-Bus browsers show them.
+run_as alice busctl --system --xml-interface introspect org.banger1 /org/banger1
+if [[ $OUT == *'<method name="CreateVM">'* && $OUT == *'name="name"'* && $OUT == *'name="spec"'* ]]; then
+	pass "introspection names CreateVM's arguments"
+else
+	fail "introspection names CreateVM's arguments" "$(last_error_line)"
+fi
 
 # The registry runs as a transient service, so it outlives ct_run.
 expect_ok "registry starts" "" systemd-run --unit=test-registry --service-type=exec \
