@@ -749,7 +749,7 @@ START_TEST(pull_token_denied)
         ck_assert_int_eq(pull(dir, reference, NULL, NULL, NULL, &error), -EACCES);
         ck_assert_ptr_nonnull(strstr(error, "denied access to 'test/private' (HTTP 401)"));
         ck_assert_ptr_nonnull(strstr(error, token_registry));
-        /* No credentials file was given, so the message says how to configure one. */
+        /* No credentials file was given, so the message explains how to configure one. */
         ck_assert_ptr_nonnull(strstr(error, "set [Registry] CredentialsFile"));
         ck_assert_uint_eq(count_dir(dir), 0);
 }

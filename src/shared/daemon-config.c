@@ -305,7 +305,7 @@ static int apply_key(DaemonConfig *c, const char *section, const char *key, cons
                 if (streq(key, "CredentialsFile") || streq(key, "CAFile")) {
                         char **field = streq(key, "CAFile") ? &c->ca_file : &c->credentials_file;
 
-                        /* An empty value turns the file off. */
+                        /* An empty value means no file: anonymous pulls, or the system CAs. */
                         if (isempty(value)) {
                                 free(*field);
                                 *field = NULL;

@@ -704,6 +704,13 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
                          realm, e->name, c->repository, status, hint);
                 goto finish;
         }
+        if (status == 429 || status == 503) {
+                r = fail(ret_error, -EAGAIN,
+                         "Token server '%s' of registry '%s' is not issuing tokens now (HTTP "
+                         "%ld): try again later",
+                         realm, e->name, status);
+                goto finish;
+        }
         if (status != 200) {
                 r = fail(ret_error, -EACCES,
                          "Token server '%s' of registry '%s' returned HTTP %ld: the repository "
