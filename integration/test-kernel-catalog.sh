@@ -1,0 +1,265 @@
+#!/bin/bash
+# End-to-end scenario for kernels from a catalog. Inside a throwaway systemd
+# container, it serves Debian's cloud kernel as a catalog on loopback and
+# pulls it with bangerctl. Then it creates several VMs at once without
+# --kernel on a cold store, and checks that the kernel was downloaded exactly
+# once and that every VM runs.
+#
+# Usage: test-kernel-catalog.sh [BUILDDIR]
+#
+# BUILDDIR must be a finished meson build; it defaults to $BANGER_BUILDDIR,
+# else to build-ci-release in the source tree. Environment:
+#   BANGER_CATALOG_VMS   number of parallel creates (default 4; the target
+#                        is 8, which needs more than 2 cores under TCG)
+#   BANGER_CATALOG_BOOT  "parallel" (default) starts the VMs together;
+#                        "sequential" boots them one at a time, stopping each
+#                        before the next, for hosts that can run one VM only
+# Prints one line per check and a final "N passed, N failed" line, and exits
+# non-zero if any check failed. Must run as root.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+srcdir=$(dirname "$here")
+builddir=$(cd "${1:-${BANGER_BUILDDIR:-$srcdir/build-ci-release}}" 2>/dev/null && pwd) || {
+	echo "test-kernel-catalog: build directory ${1:-${BANGER_BUILDDIR:-$srcdir/build-ci-release}} not found; run meson setup and ninja first" >&2
+	exit 2
+}
+vm_count=${BANGER_CATALOG_VMS:-4}
+boot_mode=${BANGER_CATALOG_BOOT:-parallel}
+[[ $vm_count =~ ^[1-9][0-9]?$ ]] || {
+	echo "test-kernel-catalog: invalid BANGER_CATALOG_VMS '$vm_count'; pass 1 to 99" >&2
+	exit 2
+}
+[[ $boot_mode == parallel || $boot_mode == sequential ]] || {
+	echo "test-kernel-catalog: invalid BANGER_CATALOG_BOOT '$boot_mode'; pass parallel or sequential" >&2
+	exit 2
+}
+
+# shellcheck source=integration/lib-container.sh
+source "$here/lib-container.sh"
+
+REGISTRY=127.0.0.1:5000
+IMAGE=$REGISTRY/busybox:latest
+CATALOG_PORT=8780
+KERNEL_NAME=debian-cloud
+MOUNTS=/srv/banger-test
+SERVER_LOG=/var/tmp/catalog-requests.log
+
+# The container has its own network namespace, so these ports are its own.
+CT_BANGERD_CONF=$(printf '[VM]\nAccelerator=tcg\nDefaultKernel=%s\n\n[Kernel]\nCatalogURL=http://127.0.0.1:%s/index.json\n\n[Registry]\nInsecureRegistries=%s\n\n[Daemon]\nIdleTimeoutSec=60\n' \
+	"$KERNEL_NAME" "$CATALOG_PORT" "$REGISTRY")
+
+passed=0
+failed=0
+
+pass() {
+	echo "ok   $1"
+	passed=$((passed + 1))
+}
+
+fail() {
+	echo "FAIL $1${2:+: $2}"
+	failed=$((failed + 1))
+}
+
+work=$(mktemp -d /tmp/banger-catalog.XXXXXX)
+cleanup() {
+	ct_stop
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Run a command in the container as USER ("" for root) with a time limit,
+# and keep its exit status, stdout and stderr in RC, OUT and ERR.
+run_as() {
+	local user=$1
+	shift
+	local args=()
+	[[ -n $user ]] && args=(--user "$user")
+	RC=0
+	ct_run "${args[@]}" -- timeout 900 "$@" >"$work/out" 2>"$work/err" || RC=$?
+	OUT=$(cat "$work/out")
+	ERR=$(cat "$work/err")
+}
+
+last_error_line() {
+	local line
+	line=$(tail -n 1 <<<"$ERR")
+	[[ -n $line ]] || line=$(tail -n 1 <<<"$OUT")
+	echo "exit $RC${line:+, $line}"
+}
+
+expect_ok() {
+	local name=$1 user=$2
+	shift 2
+	run_as "$user" "$@"
+	if ((RC == 0)); then
+		pass "$name"
+	else
+		fail "$name" "$(last_error_line)"
+	fi
+}
+
+expect_output() {
+	local name=$1 expected=$2 user=$3
+	shift 3
+	run_as "$user" "$@"
+	if ((RC != 0)); then
+		fail "$name" "$(last_error_line)"
+	elif [[ $OUT != "$expected" ]]; then
+		fail "$name" "printed '$OUT', expected '$expected'"
+	else
+		pass "$name"
+	fi
+}
+
+# Print how many requests for PATH the catalog server logged.
+request_count() {
+	run_as "" sh -c "grep -c '^GET $1 ' $SERVER_LOG || true"
+	echo "${OUT:-0}"
+}
+
+vm_state() {
+	run_as alice bangerctl vm list --json
+	jq -r --arg name "$1" '.[] | select(.name == $name) | .state' <<<"$OUT" 2>/dev/null
+}
+
+# Build the catalog from the unpacked Debian package: the bzImage as the
+# "vmlinux" artifact (bangerd accepts either), the modules tarball and the
+# configuration, plus a second entry whose vmlinux digest is wrong.
+make_catalog() {
+	local tree=$1 out=$2 release vm_sha mod_sha cfg_sha bad_sha
+	release=$(basename "$(ls -d "$tree"/lib/modules/*)")
+	mkdir -p "$out"
+	cp "$tree/boot/vmlinuz-$release" "$out/vmlinux"
+	tar -C "$tree" -czf "$out/modules.tar.gz" "lib/modules/$release"
+	cp "$tree/boot/config-$release" "$out/config"
+	vm_sha=$(sha256sum "$out/vmlinux" | cut -d' ' -f1)
+	mod_sha=$(sha256sum "$out/modules.tar.gz" | cut -d' ' -f1)
+	cfg_sha=$(sha256sum "$out/config" | cut -d' ' -f1)
+	bad_sha=$(printf '%064d' 0)
+	jq -n --arg name "$KERNEL_NAME" --arg version "$release" \
+		--arg vm "$vm_sha" --arg mod "$mod_sha" --arg cfg "$cfg_sha" --arg bad "$bad_sha" '
+		{kernels: [
+			{name: $name, version: $version, arch: "amd64", artifacts: {
+				vmlinux: {url: "vmlinux", sha256: $vm},
+				modules: {url: "modules.tar.gz", sha256: $mod},
+				config: {url: "config", sha256: $cfg}}},
+			{name: "corrupt", version: $version, arch: "amd64", artifacts: {
+				vmlinux: {url: "vmlinux", sha256: $bad},
+				modules: {url: "modules.tar.gz", sha256: $mod}}}]}' >"$out/index.json"
+}
+
+"$here/fetch-kernel.sh" "$here/cache/kernel" >/dev/null || {
+	echo "test-kernel-catalog: fetch-kernel.sh failed" >&2
+	exit 2
+}
+make_catalog "$here/cache/kernel/root" "$work/catalog" || {
+	echo "test-kernel-catalog: building the catalog in $work/catalog failed" >&2
+	exit 2
+}
+"$here/build-test-image.sh" "$work/image" >/dev/null || {
+	echo "test-kernel-catalog: build-test-image.sh failed" >&2
+	exit 2
+}
+
+ct_boot "catalog-$$" "$builddir" \
+	--bind-ro "$work/catalog:$MOUNTS/catalog" \
+	--bind-ro "$work/image:$MOUNTS/image" \
+	--bind-ro "$here:$MOUNTS/integration" || {
+	fail "container boots"
+	echo "$passed passed, $failed failed"
+	exit 1
+}
+pass "container boots"
+
+expect_ok "registry starts" "" systemd-run --unit=test-registry --service-type=exec \
+	"$MOUNTS/integration/registry.sh" serve /var/tmp/test-registry 5000
+expect_ok "registry responds" "" sh -c \
+	"for i in \$(seq 100); do curl -fsS -o /dev/null http://$REGISTRY/v2/ && exit 0; sleep 0.1; done; exit 1"
+expect_ok "test image pushes" "" "$MOUNTS/integration/push-test-image.sh" "$MOUNTS/image" "$IMAGE"
+expect_ok "image pull" alice bangerctl image pull "$IMAGE"
+
+expect_ok "catalog server starts" "" systemd-run --unit=test-catalog --service-type=exec \
+	python3 "$MOUNTS/integration/catalog-server.py" "$MOUNTS/catalog" /var/tmp/catalog.port \
+	"$SERVER_LOG" "$CATALOG_PORT"
+expect_ok "catalog server responds" "" sh -c \
+	"for i in \$(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:$CATALOG_PORT/index.json && exit 0; sleep 0.1; done; exit 1"
+
+# bangerctl kernel pull
+expect_ok "kernel pull" alice bangerctl kernel pull "$KERNEL_NAME"
+run_as alice bangerctl kernel list
+if [[ $OUT == *"$KERNEL_NAME"* ]]; then pass "kernel list shows $KERNEL_NAME"; else fail "kernel list shows $KERNEL_NAME" "$OUT"; fi
+n=$(request_count /vmlinux)
+if [[ $n == 1 ]]; then pass "kernel pull downloads the vmlinux once"; else fail "kernel pull downloads the vmlinux once" "$n requests"; fi
+
+run_as alice bangerctl kernel pull corrupt
+if ((RC != 0)) && [[ $ERR == *sha256* ]]; then
+	pass "pull with a wrong sha256 fails"
+	echo "     $(tail -n 1 <<<"$ERR")"
+else
+	fail "pull with a wrong sha256 fails" "$(last_error_line)"
+fi
+expect_ok "pull with a wrong sha256 stores nothing" "" sh -c \
+	'test ! -e /var/lib/banger/kernels/corrupt && ! ls -A /var/lib/banger/kernels | grep -q "^\.tmp"'
+
+# Parallel creates on a cold store: one download for all of them.
+expect_ok "kernel rm empties the store" alice bangerctl kernel rm "$KERNEL_NAME"
+expect_ok "request log is reset" "" truncate -s 0 "$SERVER_LOG"
+
+if [[ $boot_mode == parallel ]]; then start_flag=(); else start_flag=(--no-start); fi
+pids=()
+for ((i = 1; i <= vm_count; i++)); do
+	ct_run --user alice -- timeout 900 bangerctl vm create --image "$IMAGE" "${start_flag[@]}" "cat$i" \
+		>"$work/create$i.out" 2>"$work/create$i.err" &
+	pids+=($!)
+done
+for ((i = 1; i <= vm_count; i++)); do
+	if wait "${pids[i - 1]}"; then
+		pass "parallel vm create cat$i"
+	else
+		fail "parallel vm create cat$i" "$(tail -n 1 "$work/create$i.err")"
+	fi
+done
+
+# The first create pulls the kernel and the others, waiting for it, find it
+# in the store without asking the catalog.
+for path in /index.json /vmlinux /modules.tar.gz /config; do
+	n=$(request_count "$path")
+	if [[ $n == 1 ]]; then
+		pass "$vm_count creates fetch $path once"
+	else
+		fail "$vm_count creates fetch $path once" "$n requests"
+	fi
+done
+run_as alice bangerctl kernel list
+if [[ $OUT == *"$KERNEL_NAME"* ]]; then pass "create pulled $KERNEL_NAME into the store"; else fail "create pulled $KERNEL_NAME into the store" "$OUT"; fi
+
+for ((i = 1; i <= vm_count; i++)); do
+	if [[ $boot_mode == sequential ]]; then
+		expect_ok "vm start cat$i" alice bangerctl vm start "cat$i"
+	fi
+	state=$(vm_state "cat$i")
+	if [[ $state == running ]]; then pass "cat$i is running"; else fail "cat$i is running" "state '$state'"; fi
+	expect_output "exec in cat$i" "cat$i" alice bangerctl vm exec "cat$i" -- cat /etc/hostname
+	if [[ $boot_mode == sequential ]]; then
+		expect_ok "vm stop cat$i" alice bangerctl vm stop --force "cat$i"
+	fi
+done
+
+for ((i = 1; i <= vm_count; i++)); do
+	expect_ok "vm rm cat$i" alice bangerctl vm rm "cat$i"
+done
+run_as "" pgrep -x qemu-system-x86
+if [[ -z $OUT ]]; then pass "no QEMU process is left"; else fail "no QEMU process is left" "$OUT"; fi
+
+if ((failed > 0)); then
+	echo "--- journal of bangerd"
+	ct_run -- journalctl -b --no-pager -o short-monotonic -u bangerd.service | tail -n 100
+	echo "--- catalog requests"
+	ct_run -- cat "$SERVER_LOG"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
