@@ -495,14 +495,35 @@ START_TEST(catalog_pull_failures_publish_nothing)
 }
 END_TEST
 
-START_TEST(catalog_pull_unreachable_server)
+START_TEST(catalog_pull_missing_index)
 {
         _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
         _cleanup_free_ char *error = NULL;
 
-        /* A 404 for the index: nothing is served yet. */
+        /* Nothing is served yet, so the index is a 404. */
         ck_assert_int_eq(pull("test-6.1", &info, &error), -ENOENT);
         ck_assert_ptr_nonnull(strstr(error, "HTTP status 404"));
+        ck_assert_uint_eq(dir_count(out_dir), 0);
+}
+END_TEST
+
+START_TEST(catalog_pull_connection_refused)
+{
+        _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
+        _cleanup_free_ char *error = NULL;
+        CatalogPullOptions opts = {
+                .catalog_url = "http://127.0.0.1:1/index.json",
+                .name = "test-6.1",
+                .arch = "amd64",
+                .output_dir = out_dir,
+                .init_path = init_path,
+                .agent_path = agent_path,
+        };
+
+        /* NOTE: assumes that nothing listens on 127.0.0.1 port 1. */
+        ck_assert_int_eq(catalog_pull_kernel(&opts, &info, &error), -ECONNREFUSED);
+        ck_assert_ptr_nonnull(strstr(error, "'http://127.0.0.1:1/index.json'"));
+        ck_assert_ptr_nonnull(strstr(error, "CatalogURL"));
         ck_assert_uint_eq(dir_count(out_dir), 0);
 }
 END_TEST
@@ -607,7 +628,8 @@ static Suite *catalog_suite(void)
         tcase_add_test(pulls, catalog_pull_rejects_bad_sha256);
         tcase_add_loop_test(pulls, catalog_pull_failures_publish_nothing, 0,
                             ELEMENTSOF(pull_fail_cases));
-        tcase_add_test(pulls, catalog_pull_unreachable_server);
+        tcase_add_test(pulls, catalog_pull_missing_index);
+        tcase_add_test(pulls, catalog_pull_connection_refused);
         suite_add_tcase(s, pulls);
 
         tcase_add_checked_fixture(real, setup, teardown);
