@@ -758,6 +758,13 @@ START_TEST(basic_invalid_credentials_file)
         assert_contains(error, path);
         assert_contains(error, "is not a JSON object");
 
+        /* A path that cannot be read as a file fails with its reason. */
+        free(error);
+        error = NULL;
+        ck_assert_int_eq(get_manifest(basic_registry, tmpdir, &error), -EISDIR);
+        assert_contains(error, "Failed to read credentials file");
+        assert_contains(error, tmpdir);
+
         /* An anonymous registry never reads the file. */
         free(error);
         error = NULL;
@@ -1010,6 +1017,24 @@ START_TEST(rate_limit_gives_up)
 }
 END_TEST
 
+START_TEST(rate_limit_backoff_bounded)
+{
+        _cleanup_free_ char *reference = NULL, *error = NULL, *expected = NULL;
+
+        /* Without Retry-After the waits double from 1 s: 1, 2 and 4 s, and the fourth
+         * response ends the pull with the wait that would come next. */
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busy:1", limit_server), 0);
+        PullSetup setup = { 0 };
+        ck_assert_int_eq(pull("busy", reference, &setup, NULL, &error), -EAGAIN);
+        ck_assert_int_ge(asprintf(&expected,
+                                  "Registry '%s' is unavailable (HTTP 503): try again after 8 s",
+                                  limit_server),
+                         0);
+        assert_contains(error, expected);
+        ck_assert_uint_eq(count_lines(limit_log, "503 /v2/test/busy/manifests/1"), 4);
+}
+END_TEST
+
 static Suite *registry_auth_suite(void)
 {
         Suite *s = suite_create("registry-auth");
@@ -1043,6 +1068,7 @@ static Suite *registry_auth_suite(void)
         tcase_add_test(registries, mirror_invalid_entry);
         tcase_add_test(registries, rate_limit_retried);
         tcase_add_test(registries, rate_limit_gives_up);
+        tcase_add_test(registries, rate_limit_backoff_bounded);
         suite_add_tcase(s, registries);
         return s;
 }

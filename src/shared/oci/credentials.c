@@ -435,8 +435,8 @@ int docker_config_load(const char *path, DockerConfig **ret, char **ret_error)
                             path, DOCKER_CONFIG_SIZE_MAX);
         if (r < 0)
                 return fail(ret_error, r,
-                            "Failed to read credentials file '%s': %s: bangerd runs as its own "
-                            "user and must be able to read it",
+                            "Failed to read credentials file '%s': %s: make it readable to the "
+                            "user that bangerd runs as (chgrp bangerd FILE; chmod 0640 FILE)",
                             path, strerror(-r));
         r = docker_config_parse(text, size, path, ret, ret_error);
         explicit_bzero(text, size);

@@ -6,9 +6,10 @@ Usage: rate-limit-server.py UPSTREAM PORTFILE LOGFILE
 Listens on a free port on 127.0.0.1, writes that port to PORTFILE and forwards GET requests to
 the registry at UPSTREAM ("http://127.0.0.1:PORT"), with their Accept header. The first request
 for each manifest path gets 429 with "Retry-After: 1". The first request for each blob path gets
-503 with a Retry-After HTTP date one second ahead. Every request for a repository whose name
-ends in "limited" gets 429 with "Retry-After: 3600". Each request is appended to LOGFILE as
-"STATUS PATH". Only the standard library is needed.
+503 with a Retry-After HTTP date one second ahead. Every manifest request for a repository whose
+name ends in "limited" gets 429 with "Retry-After: 3600", and for one whose name ends in "busy"
+503 without Retry-After. Each request is appended to LOGFILE as "STATUS PATH". Only the standard
+library is needed.
 """
 
 import email.utils
@@ -35,7 +36,8 @@ def main():
         def refuse(self, status, retry_after):
             self.log(status)
             self.send_response(status)
-            self.send_header("Retry-After", retry_after)
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -43,6 +45,9 @@ def main():
             parts = self.path.split("/")
             if "/manifests/" in self.path and parts[-3].endswith("limited"):
                 self.refuse(429, "3600")
+                return
+            if "/manifests/" in self.path and parts[-3].endswith("busy"):
+                self.refuse(503, None)
                 return
             if self.path not in seen and ("/manifests/" in self.path or "/blobs/" in self.path):
                 seen.add(self.path)
