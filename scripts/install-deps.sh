@@ -9,8 +9,9 @@ runtime="qemu-system-x86 e2fsprogs kmod dbus polkitd pkexec systemd systemd-cont
 nftables iproute2"
 tests="docker-registry skopeo busybox-static apache2-utils cpio python3 curl util-linux
 lz4 zstd xz-utils rsync jq procps passwd shellcheck openssl"
+bench="debootstrap umoci hyperfine time"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=300 update
 # shellcheck disable=SC2086
-apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends $build $runtime $tests
+apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends $build $runtime $tests $bench
