@@ -35,6 +35,7 @@
 #define TOKEN_USER    "bob"
 #define TOKEN_SECRET  "builder"
 #define HELPER_SECRET "looking-glass"
+#define REFRESH_TOKEN "refresh-for-bob"
 
 static char tmpdir[] = "/tmp/test-registry-auth-XXXXXX";
 static pid_t registry_pid = -1, basic_pid = -1, tls_pid = -1, token_registry_pid = -1,
@@ -208,10 +209,12 @@ static char *start_token_server(void)
                                   getenv("BANGER_TEST_SRCDIR")),
                          0);
         setenv("TOKEN_SERVER_CREDENTIALS", TOKEN_USER ":" TOKEN_SECRET, 1);
+        setenv("TOKEN_SERVER_REFRESH_TOKEN", REFRESH_TOKEN, 1);
         char *argv[] = { "python3", script,    key,     cert, "banger-test", "banger-test-issuer",
                          port_file, token_log, storage, NULL };
         token_pid = start_script(argv, port_file, port, sizeof(port));
         unsetenv("TOKEN_SERVER_CREDENTIALS");
+        unsetenv("TOKEN_SERVER_REFRESH_TOKEN");
 
         ck_assert_int_ge(asprintf(&auth,
                                   "auth:\n  token:\n"
@@ -547,6 +550,37 @@ START_TEST(docker_config_entries)
 }
 END_TEST
 
+START_TEST(docker_config_identity_tokens)
+{
+        static const struct {
+                const char *json, *user, *password;
+        } cases[] = {
+                /* Docker writes the user name in "auth" with an empty password. */
+                { "{\"auths\":{\"r.example\":{\"auth\":\"Ym9iOg==\",\"identitytoken\":\"tok\"}}}",
+                  "bob", "" },
+                { "{\"auths\":{\"r.example\":{\"identitytoken\":\"tok\"}}}", "<token>", "" },
+                { "{\"auths\":{\"r.example\":{\"username\":\"u\",\"password\":\"p\","
+                  "\"identitytoken\":\"tok\"}}}",
+                  "u", "p" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(docker_config_freep) DockerConfig *config = NULL;
+                _cleanup_(registry_credential_freep) RegistryCredential *credential = NULL;
+                _cleanup_free_ char *error = NULL;
+
+                ck_assert_int_eq(docker_config_parse(cases[i].json, strlen(cases[i].json), "f.json",
+                                                     &config, &error),
+                                 0);
+                ck_assert_int_eq(
+                        docker_config_find_credential(config, "r.example", &credential, &error), 1);
+                ck_assert_str_eq(credential->username, cases[i].user);
+                ck_assert_str_eq(credential->password, cases[i].password);
+                ck_assert_str_eq(credential->identity_token, "tok");
+        }
+}
+END_TEST
+
 START_TEST(docker_config_load_missing)
 {
         _cleanup_(docker_config_freep) DockerConfig *config = NULL;
@@ -640,6 +674,7 @@ START_TEST(helper_cases)
         } cases[] = {
                 { "banger-test", "r.example:5000", 1, NULL },
                 { "banger-test", "other.example", 0, NULL },
+                { "banger-test", "identity", 1, NULL },
                 { "banger-test", "garbage", -EBADMSG, "printed no JSON object" },
                 { "banger-test", "hang", -ETIMEDOUT, "did not finish within 1 s" },
                 { "banger-missing", "r.example", -ENOENT,
@@ -660,9 +695,14 @@ START_TEST(helper_cases)
                               cases[i].server, r, error);
                 if (cases[i].error)
                         assert_contains(error, cases[i].error);
-                if (r == 1) {
+                if (r == 1 && streq(cases[i].server, "identity")) {
+                        ck_assert_str_eq(credential->username, "<token>");
+                        ck_assert_str_eq(credential->password, "");
+                        ck_assert_str_eq(credential->identity_token, "refresh-1");
+                } else if (r == 1) {
                         ck_assert_str_eq(credential->username, "alice");
                         ck_assert_str_eq(credential->password, HELPER_SECRET);
+                        ck_assert_ptr_null(credential->identity_token);
                         ck_assert_str_eq(credential->source,
                                          "credential helper 'docker-credential-banger-test'");
                 } else {
@@ -862,6 +902,50 @@ START_TEST(token_wrong_password)
 }
 END_TEST
 
+static char *write_identity_token(const char *name, const char *token)
+{
+        _cleanup_free_ char *text = NULL;
+        char *path = tmp_path(name);
+
+        /* "Ym9iOg==" is base64 of "bob:". */
+        ck_assert_int_ge(asprintf(&text,
+                                  "{\"auths\":{\"%s\":{\"auth\":\"Ym9iOg==\","
+                                  "\"identitytoken\":\"%s\"}}}",
+                                  token_registry, token),
+                         0);
+        write_text(path, text);
+        return path;
+}
+
+START_TEST(token_pull_with_identity_token)
+{
+        _cleanup_free_ char *path = write_identity_token("identity.json", REFRESH_TOKEN),
+                            *reference = NULL, *error = NULL;
+        _cleanup_(image_info_freep) ImageInfo *info = NULL;
+        unsigned before = count_lines(token_log, "POST /token grant=refresh_token");
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", token_registry), 0);
+        PullSetup setup = { .credentials_file = path };
+        ck_assert_msg(pull("identity-pull", reference, &setup, &info, &error) == 0,
+                      "pull failed: %s", error);
+        ck_assert_str_eq(info->digest, manifest_digest);
+        ck_assert_uint_eq(count_lines(token_log, "POST /token grant=refresh_token"), before + 1);
+}
+END_TEST
+
+START_TEST(token_identity_token_rejected)
+{
+        _cleanup_free_ char *path = write_identity_token("identity-wrong.json", "expired"),
+                            *reference = NULL, *error = NULL;
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", token_registry), 0);
+        PullSetup setup = { .credentials_file = path };
+        ck_assert_int_eq(pull("identity-wrong", reference, &setup, NULL, &error), -EACCES);
+        assert_contains(error, "denied access to 'test/busybox' (HTTP 401)");
+        assert_contains(error, path);
+}
+END_TEST
+
 /* TLS */
 
 START_TEST(tls_pull_with_ca_file)
@@ -1044,6 +1128,7 @@ static Suite *registry_auth_suite(void)
         tcase_add_test(offline, normalize_host_forms);
         tcase_add_test(offline, base64_decode_cases);
         tcase_add_test(offline, docker_config_entries);
+        tcase_add_test(offline, docker_config_identity_tokens);
         tcase_add_test(offline, docker_config_load_missing);
         tcase_add_test(offline, mirror_entries);
         tcase_add_test(offline, retry_after_values);
@@ -1060,6 +1145,8 @@ static Suite *registry_auth_suite(void)
         tcase_add_test(registries, basic_with_cred_helpers);
         tcase_add_test(registries, token_pull_with_credentials);
         tcase_add_test(registries, token_wrong_password);
+        tcase_add_test(registries, token_pull_with_identity_token);
+        tcase_add_test(registries, token_identity_token_rejected);
         tcase_add_test(registries, tls_pull_with_ca_file);
         tcase_add_test(registries, tls_untrusted_certificate);
         tcase_add_test(registries, mirror_serves_pull);

@@ -31,7 +31,11 @@ typedef struct AuthEntry {
         char *host; /* normalised */
         char *username;
         char *password;
+        char *identity_token;
 } AuthEntry;
+
+/* The user name that docker and its credential helpers use for an identity token. */
+#define IDENTITY_TOKEN_USER "<token>"
 
 typedef struct HelperEntry {
         char *host; /* normalised */
@@ -77,6 +81,7 @@ RegistryCredential *registry_credential_free(RegistryCredential *c)
                 return NULL;
         free(c->username);
         free_secret(c->password);
+        free_secret(c->identity_token);
         free(c->source);
         free(c);
         return NULL;
@@ -90,6 +95,7 @@ DockerConfig *docker_config_free(DockerConfig *c)
                 free(c->auths[i].host);
                 free(c->auths[i].username);
                 free_secret(c->auths[i].password);
+                free_secret(c->auths[i].identity_token);
         }
         free(c->auths);
         for (size_t i = 0; i < c->n_helpers; i++) {
@@ -256,7 +262,7 @@ static int parse_auths(DockerConfig *c, json_object *auths, char **ret_error)
         json_object_object_foreach(auths, key, value)
         {
                 AuthEntry *e = &c->auths[c->n_auths];
-                const char *auth, *username, *password;
+                const char *auth, *username, *password, *identity_token;
 
                 if (!json_object_is_type(value, json_type_object))
                         return fail(ret_error, -EBADMSG,
@@ -276,6 +282,7 @@ static int parse_auths(DockerConfig *c, json_object *auths, char **ret_error)
                 auth = get_string(value, "auth");
                 username = get_string(value, "username");
                 password = get_string(value, "password");
+                identity_token = get_string(value, "identitytoken");
                 if (!isempty(auth)) {
                         r = parse_auth_field(auth, &e->username, &e->password);
                         if (r == -ENOMEM)
@@ -291,6 +298,17 @@ static int parse_auths(DockerConfig *c, json_object *auths, char **ret_error)
                         e->password = strdup(strempty(password));
                         if (!e->username || !e->password)
                                 return -ENOMEM;
+                }
+                if (!isempty(identity_token)) {
+                        e->identity_token = strdup(identity_token);
+                        if (!e->identity_token)
+                                return -ENOMEM;
+                        if (!e->username) {
+                                e->username = strdup(IDENTITY_TOKEN_USER);
+                                e->password = strdup("");
+                                if (!e->username || !e->password)
+                                        return -ENOMEM;
+                        }
                 }
                 /* An entry without a user name is what docker leaves beside credsStore. */
         }
@@ -443,8 +461,8 @@ int docker_config_load(const char *path, DockerConfig **ret, char **ret_error)
         return r;
 }
 
-static int credential_new(const char *username, const char *password, const char *source,
-                          RegistryCredential **ret)
+static int credential_new(const char *username, const char *password, const char *identity_token,
+                          const char *source, RegistryCredential **ret)
 {
         _cleanup_(registry_credential_freep) RegistryCredential *c =
                 calloc(1, sizeof(RegistryCredential));
@@ -455,6 +473,8 @@ static int credential_new(const char *username, const char *password, const char
         c->password = strdup(password);
         c->source = strdup(source);
         if (!c->username || !c->password || !c->source)
+                return -ENOMEM;
+        if (identity_token && !(c->identity_token = strdup(identity_token)))
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -509,7 +529,7 @@ int docker_config_find_credential(const DockerConfig *c, const char *registry,
 
                 if (asprintf(&source, "credentials file '%s'", c->source) < 0)
                         return -ENOMEM;
-                r = credential_new(e->username, e->password, source, ret);
+                r = credential_new(e->username, e->password, e->identity_token, source, ret);
                 return r < 0 ? r : 1;
         }
 
@@ -584,9 +604,11 @@ static int parse_helper_output(const char *name, const char *output, RegistryCre
                             "%s' printed no JSON object with \"Username\" and \"Secret\"",
                             name);
         }
-        /* TODO: a "<token>" user name carries an identity token for the OAuth2 refresh
-         * flow, which is not implemented, so it is sent as a password. */
-        r = credential_new(username, secret, source, ret);
+        /* A "<token>" user name means that the secret is an identity token. */
+        if (streq(username, IDENTITY_TOKEN_USER))
+                r = credential_new(username, "", secret, source, ret);
+        else
+                r = credential_new(username, secret, NULL, source, ret);
         json_object_put(j);
         return r < 0 ? r : 1;
 }

@@ -7,6 +7,7 @@
  *
  *   {"auths": {"HOST": {"auth": "BASE64(user:password)"}
  *              "HOST": {"username": "user", "password": "password"}},
+ *              "HOST": {"auth": "BASE64(user:)", "identitytoken": "TOKEN"}},
  *    "credHelpers": {"HOST": "NAME"},
  *    "credsStore": "NAME"}
  *
@@ -18,6 +19,9 @@
 typedef struct RegistryCredential {
         char *username;
         char *password;
+        /* OAuth2 refresh token from an "identitytoken" entry or a helper's "<token>" user,
+         * traded at the token realm for access tokens; NULL when none was given. */
+        char *identity_token;
         /* Where it came from, for messages: "credentials file 'PATH'" or "credential helper
          * 'docker-credential-NAME' (named in 'PATH')". */
         char *source;

@@ -463,10 +463,11 @@ static int basic_authorization(const RegistryCredential *credential, char **ret)
         return 0;
 }
 
-/* Sends one GET and returns the HTTP status. authorization is the value of an Authorization
- * header, or NULL for none. */
+/* Sends one GET, or a POST of the form post_fields when that is not NULL, and returns the
+ * HTTP status. authorization is the value of an Authorization header, or NULL for none. */
 static int get_once(RegistryClient *c, const char *url, const char *accept,
-                    const char *authorization, Sink *s, long *ret_status, char **ret_error)
+                    const char *authorization, const char *post_fields, Sink *s, long *ret_status,
+                    char **ret_error)
 {
         _cleanup_(curl_slist_freep) struct curl_slist *headers = NULL;
         _cleanup_free_ char *accept_header = NULL, *auth_header = NULL;
@@ -494,6 +495,8 @@ static int get_once(RegistryClient *c, const char *url, const char *accept,
         if (r < 0)
                 return r;
         configure(c, url, headers, s);
+        if (post_fields)
+                curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, post_fields);
         code = curl_easy_perform(c->curl);
         if (code != CURLE_OK)
                 return curl_failure(c, code, s, ret_error);
@@ -636,13 +639,31 @@ int registry_parse_bearer_challenge(const char *header, char **ret_realm, char *
         return 0;
 }
 
-/* Fetches a bearer token from the realm of the challenge, sending the endpoint's credential
- * with Basic authentication when the credentials file has one. */
+/* Formats the POST body that trades an identity token for an access token. */
+static int identity_token_form(RegistryClient *c, const char *query, const char *identity_token,
+                               char **ret)
+{
+        char *escaped = curl_easy_escape(c->curl, identity_token, 0);
+        int r;
+
+        if (!escaped)
+                return -ENOMEM;
+        r = asprintf(ret, "grant_type=refresh_token&client_id=banger&%s&refresh_token=%s", query,
+                     escaped);
+        explicit_bzero(escaped, strlen(escaped));
+        curl_free(escaped);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+/* Fetches a bearer token from the realm of the challenge. An identity token in the endpoint's
+ * credential is sent as an OAuth2 refresh token grant in a POST. A user name and password go
+ * in a GET with Basic authentication, and without a credential the GET is anonymous. */
 static int fetch_token(RegistryClient *c, const char *challenge, char **ret_error)
 {
         _cleanup_free_ char *realm = NULL, *service = NULL, *scope = NULL, *url = NULL,
-                            *default_scope = NULL, *hint = NULL;
-        char *service_escaped = NULL, *scope_escaped = NULL, *authorization = NULL;
+                            *default_scope = NULL, *hint = NULL, *query = NULL;
+        char *service_escaped = NULL, *scope_escaped = NULL, *authorization = NULL,
+             *post_fields = NULL;
         Sink s = { .curl = c->curl, .fd = -EBADF, .size_max = TOKEN_SIZE_MAX };
         Endpoint *e = c->e;
         json_object *j = NULL, *token;
@@ -675,23 +696,40 @@ static int fetch_token(RegistryClient *c, const char *challenge, char **ret_erro
                 curl_free(scope_escaped);
                 return -ENOMEM;
         }
-        r = asprintf(&url, "%s%c%s%s%sscope=%s", realm, strchr(realm, '?') ? '&' : '?',
-                     service ? "service=" : "", strempty(service_escaped), service ? "&" : "",
-                     scope_escaped);
+        r = asprintf(&query, "%s%s%sscope=%s", service ? "service=" : "", strempty(service_escaped),
+                     service ? "&" : "", scope_escaped);
         curl_free(service_escaped);
         curl_free(scope_escaped);
         if (r < 0)
                 return -ENOMEM;
-        if (e->credential) {
-                r = basic_authorization(e->credential, &authorization);
+
+        if (e->credential && e->credential->identity_token) {
+                /* The OAuth2 refresh token grant that docker uses for identity tokens. */
+                r = identity_token_form(c, query, e->credential->identity_token, &post_fields);
                 if (r < 0)
                         return r;
+                url = strdup(realm);
+                if (!url) {
+                        free_secret(post_fields);
+                        return -ENOMEM;
+                }
+        } else {
+                if (asprintf(&url, "%s%c%s", realm, strchr(realm, '?') ? '&' : '?', query) < 0)
+                        return -ENOMEM;
+                if (e->credential) {
+                        r = basic_authorization(e->credential, &authorization);
+                        if (r < 0)
+                                return r;
+                }
         }
 
         log_debug("registry: fetching a token for '%s' from '%s'%s", c->repository, realm,
-                  authorization ? " with credentials" : "");
-        r = get_once(c, url, NULL, authorization, &s, &status, ret_error);
+                  post_fields     ? " with an identity token"
+                  : authorization ? " with credentials"
+                                  : "");
+        r = get_once(c, url, NULL, authorization, post_fields, &s, &status, ret_error);
         free_secret(authorization);
+        free_secret(post_fields);
         if (r < 0)
                 goto finish;
         if (status == 401 || status == 403) {
@@ -772,8 +810,8 @@ int registry_parse_retry_after(const char *value, time_t now, unsigned *ret_seco
         return 0;
 }
 
-/* Returns how long a 429 or 503 response asks to wait: its Retry-After, else a back-off that
- * doubles with each attempt. */
+/* Returns how long a 429 or 503 response requests to wait: its Retry-After, else a back-off
+ * that doubles with each attempt. */
 static unsigned retry_delay(CURL *curl, unsigned attempt)
 {
         const char *retry_after = response_header(curl, "Retry-After");
@@ -809,10 +847,10 @@ static int endpoint_authorization(RegistryClient *c, char **ret)
         return 0;
 }
 
-/* Sends a GET to the current endpoint. It answers one authentication challenge (Basic with
- * the endpoint's credential, or Bearer through the token realm) and waits and retries while
- * the endpoint answers 429 or 503, for at most RETRY_ATTEMPTS requests and RETRY_WAIT_MAX_SEC
- * per wait. */
+/* Sends a GET to the current endpoint. It responds to one authentication challenge (Basic
+ * with the endpoint's credential, or Bearer through the token realm). While the endpoint
+ * returns 429 or 503 it waits and retries, for at most RETRY_ATTEMPTS requests and
+ * RETRY_WAIT_MAX_SEC per wait. */
 static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, long *ret_status,
                char **ret_error)
 {
@@ -826,7 +864,7 @@ static int get(RegistryClient *c, const char *url, const char *accept, Sink *s, 
                 r = endpoint_authorization(c, &authorization);
                 if (r < 0)
                         return r;
-                r = get_once(c, url, accept, authorization, s, &status, ret_error);
+                r = get_once(c, url, accept, authorization, NULL, s, &status, ret_error);
                 free_secret(authorization);
                 if (r < 0)
                         return r;

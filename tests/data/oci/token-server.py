@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue anonymous bearer tokens for docker-registry's token authentication.
+"""Issue bearer tokens for docker-registry's token authentication.
 
 Usage: token-server.py KEY CERT SERVICE ISSUER PORTFILE LOGFILE [STORAGE]
 
@@ -11,7 +11,10 @@ file STORAGE/docker/registry/v2/PATH, standing in for the blob storage that dock
 redirect middleware sends clients to (it keeps only the scheme and host of its baseurl). Each request path is
 appended to LOGFILE with whether it carried an Authorization header. When the environment
 variable TOKEN_SERVER_CREDENTIALS is set to USER:PASSWORD, a token request without exactly
-these Basic credentials gets 401. Signing runs the openssl command, so only the standard
+these Basic credentials gets 401. POST /token takes the OAuth2 refresh token grant
+(grant_type, refresh_token, service and scope as a form), is logged as "POST PATH
+grant=GRANT", and returns {"access_token": JWT} when the refresh token equals
+TOKEN_SERVER_REFRESH_TOKEN, else 401. Signing runs the openssl command, so only the standard
 library is needed.
 """
 
@@ -32,6 +35,7 @@ def b64url(data):
 def main():
     key, cert, service, issuer, port_file, log_file = sys.argv[1:7]
     storage = sys.argv[7] if len(sys.argv) > 7 else None
+    refresh_token = os.environ.get("TOKEN_SERVER_REFRESH_TOKEN")
     credentials = os.environ.get("TOKEN_SERVER_CREDENTIALS")
     expected_auth = ("Basic " + base64.b64encode(credentials.encode()).decode()
                      if credentials else None)
@@ -63,6 +67,22 @@ def main():
                 self.send_header("WWW-Authenticate", 'Basic realm="banger-test"')
                 self.end_headers()
                 return
+            self.send_token(query, "token")
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", "0"))
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            grant = form.get("grant_type", [""])[0]
+            with open(log_file, "a") as log:
+                log.write("POST %s grant=%s\n" % (self.path, grant))
+            if (grant != "refresh_token" or not refresh_token
+                    or form.get("refresh_token", [""])[0] != refresh_token):
+                self.send_response(401)
+                self.end_headers()
+                return
+            self.send_token(form, "access_token")
+
+        def send_token(self, query, field):
             access = []
             for scope in query.get("scope", []):
                 kind, name, actions = scope.split(":")
@@ -75,7 +95,7 @@ def main():
             token = sign({"iss": issuer, "sub": "", "aud": query.get("service", [""])[0],
                           "exp": now + 600, "nbf": now - 60, "iat": now,
                           "jti": b64url(os.urandom(12)), "access": access})
-            body = json.dumps({"token": token, "expires_in": 600}).encode()
+            body = json.dumps({field: token, "expires_in": 600}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
