@@ -29,7 +29,7 @@ typedef struct ImagePullOptions {
         const char *blob_cache_dir;   /* verified blobs live in DIR/sha256/HEX */
         const char *output_path;      /* the ext4 file to create; must not exist */
         char **insecure_registries;   /* "host[:port]" entries reached over plain HTTP */
-        const char *ca_file;          /* PEM CA certificates trusted for TLS; NULL for none */
+        const char *ca_file;          /* PEM CA certificates trusted besides the system's */
         const char *credentials_file; /* docker config.json; NULL pulls anonymously */
         char **mirrors;               /* "REGISTRY=URL" entries, see registry_mirror_parse() */
         const char *os;               /* platform to select from an index: "linux" */

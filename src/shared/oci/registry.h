@@ -28,8 +28,8 @@ typedef struct RegistryTransferOptions {
 
 typedef struct RegistryClientOptions {
         bool plain_http; /* reach the registry over http:// instead of https:// */
-        /* PEM file of CA certificates that TLS connections trust. NULL trusts the system's
-         * bundle only. */
+        /* PEM file of CA certificates that TLS connections trust besides the system's. NULL
+         * trusts the system's only. */
         const char *ca_file;
         /* Docker config.json with credentials, see credentials.h. NULL or a missing file
          * means anonymous access. */
