@@ -666,6 +666,29 @@ START_TEST(import_docker_archive_rejects_escaping_member)
 }
 END_TEST
 
+START_TEST(import_detect_rejects_oci_layout_tarball)
+{
+        _cleanup_(image_info_freep) ImageInfo *info = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_free_ void *archive = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        static const Member members[] = {
+                { 'f', "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}" },
+                { 'f', "index.json", "{\"manifests\":[]}" },
+                { 'd', "blobs" },
+        };
+        size_t size;
+
+        size = build_tar(members, ELEMENTSOF(members), COMPRESS_GZIP, &archive);
+        write_file(tmpdir, "source", archive, size);
+        fd = open_source();
+        ck_assert_int_eq(run_import(fd, _IMAGE_IMPORT_FORMAT_INVALID, "x", &info, &error),
+                         -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(error, "import the directory"));
+        assert_nothing_left();
+}
+END_TEST
+
 START_TEST(import_rejects_existing_output)
 {
         _cleanup_(image_info_freep) ImageInfo *info = NULL;
@@ -714,6 +737,7 @@ static Suite *image_import_suite(void)
         tcase_add_test(tc, import_rootfs_requires_name);
         tcase_add_loop_test(tc, import_rootfs_rejects_escape, 0, ELEMENTSOF(escaping_paths));
         tcase_add_test(tc, import_docker_archive_rejects_escaping_member);
+        tcase_add_test(tc, import_detect_rejects_oci_layout_tarball);
         tcase_add_test(tc, import_rejects_existing_output);
         tcase_add_test(tc, import_format_strings);
         suite_add_tcase(s, tc);

@@ -681,6 +681,7 @@ int image_import_detect_format(int source_fd, ImageImportFormat *ret, char **ret
 {
         _cleanup_(archive_read_freep) struct archive *a = NULL;
         struct archive_entry *entry;
+        bool oci_layout = false;
         struct stat st;
         int r;
 
@@ -712,9 +713,15 @@ int image_import_detect_format(int source_fd, ImageImportFormat *ret, char **ret
                         *ret = IMAGE_IMPORT_DOCKER_ARCHIVE;
                         return 0;
                 }
+                if (streq(path, "oci-layout"))
+                        oci_layout = true;
                 if (is_rootfs_marker(path))
                         break;
         }
+        if (oci_layout)
+                return fail(ret_error, -EOPNOTSUPP,
+                            "The tarball is an OCI layout without a manifest.json: unpack it "
+                            "with tar and import the directory");
         *ret = IMAGE_IMPORT_ROOTFS;
         return 0;
 }
