@@ -46,6 +46,10 @@ static char tls_registry[64];   /* anonymous over TLS with a self-signed certifi
 static char
         token_registry[64];   /* token authentication, and the token server requires credentials */
 static char limit_server[64]; /* rate-limit-server.py in front of registry */
+/* Like basic_registry, with blobs redirected to the token server, which serves the storage. */
+static char redirect_registry[64];
+static pid_t redirect_pid = -1;
+static char token_port[16];
 static char *tls_cert, *other_cert, *token_log, *limit_log;
 static char manifest_digest[80]; /* of test/busybox:1 */
 
@@ -213,6 +217,7 @@ static char *start_token_server(void)
         char *argv[] = { "python3", script,    key,     cert, "banger-test", "banger-test-issuer",
                          port_file, token_log, storage, NULL };
         token_pid = start_script(argv, port_file, port, sizeof(port));
+        snprintf(token_port, sizeof(token_port), "%s", port);
         unsetenv("TOKEN_SERVER_CREDENTIALS");
         unsetenv("TOKEN_SERVER_REFRESH_TOKEN");
 
@@ -254,7 +259,7 @@ static void suite_setup(void)
 {
         _cleanup_free_ char *htpasswd = NULL, *htpasswd_path = NULL, *basic_auth = NULL,
                             *tls_key = NULL, *tls = NULL, *other_key = NULL, *token_auth = NULL,
-                            *script = NULL, *upstream = NULL, *port_file = NULL;
+                            *script = NULL, *upstream = NULL, *port_file = NULL, *redirect = NULL;
         char port[16];
 
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
@@ -278,6 +283,14 @@ static void suite_setup(void)
                                   htpasswd_path),
                          0);
         basic_pid = start_registry("basic", "", basic_auth, basic_registry, sizeof(basic_registry));
+        ck_assert_int_ge(asprintf(&redirect,
+                                  "%smiddleware:\n  storage:\n    - name: redirect\n"
+                                  "      options:\n"
+                                  "        baseurl: http://127.0.0.1:%s\n",
+                                  basic_auth, token_port),
+                         0);
+        redirect_pid = start_registry("redirect", "", redirect, redirect_registry,
+                                      sizeof(redirect_registry));
 
         ck_assert_int_ge(
                 asprintf(&tls, "  tls:\n    certificate: %s\n    key: %s\n", tls_cert, tls_key), 0);
@@ -311,6 +324,7 @@ static void suite_teardown(void)
 {
         stop(&registry_pid);
         stop(&basic_pid);
+        stop(&redirect_pid);
         stop(&tls_pid);
         stop(&token_registry_pid);
         stop(&token_pid);
@@ -348,7 +362,8 @@ static int pull(const char *name, const char *reference, const PullSetup *setup,
                 char **ret_error)
 {
         _cleanup_free_ char *dir = tmp_path(name), *cache = NULL, *output = NULL;
-        char *insecure[] = { registry, basic_registry, token_registry, limit_server, NULL };
+        char *insecure[] = { registry,     basic_registry,    token_registry,
+                             limit_server, redirect_registry, NULL };
         ImagePullOptions opts = {
                 .reference = reference,
                 .insecure_registries = setup->insecure ? setup->insecure : insecure,
@@ -845,6 +860,42 @@ START_TEST(basic_with_cred_helpers)
 }
 END_TEST
 
+/* Counts the lines of a log that contain both parts. */
+static unsigned count_lines_with(const char *log_path, const char *part, const char *other_part)
+{
+        _cleanup_free_ char *log = NULL;
+        unsigned n = 0;
+        int r = read_full_file(log_path, 1 << 20, &log, NULL);
+
+        if (r == -ENOENT)
+                return 0;
+        ck_assert_int_eq(r, 0);
+        for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
+                if (strstr(line, part) && strstr(line, other_part))
+                        n++;
+        return n;
+}
+
+START_TEST(basic_redirect_drops_credentials)
+{
+        _cleanup_free_ char *path = write_auths("redirect.json", redirect_registry, USER, PASSWORD),
+                            *reference = NULL, *error = NULL;
+        _cleanup_(image_info_freep) ImageInfo *info = NULL;
+        const char *blobs = "/docker/registry/v2/blobs/";
+        unsigned before = count_lines_with(token_log, blobs, "auth=False");
+
+        ck_assert_int_ge(asprintf(&reference, "%s/test/busybox:1", redirect_registry), 0);
+        PullSetup setup = { .credentials_file = path };
+        ck_assert_msg(pull("basic-redirect", reference, &setup, &info, &error) == 0,
+                      "pull failed: %s", error);
+        ck_assert_str_eq(info->digest, manifest_digest);
+
+        /* The config and both layers came from the storage host, without the credentials. */
+        ck_assert_uint_eq(count_lines_with(token_log, blobs, "auth=False"), before + 3);
+        ck_assert_uint_eq(count_lines_with(token_log, blobs, "auth=True"), 0);
+}
+END_TEST
+
 /* Token authentication with credentials */
 
 static unsigned count_lines(const char *log_path, const char *part)
@@ -1143,6 +1194,7 @@ static Suite *registry_auth_suite(void)
         tcase_add_test(registries, basic_without_credentials);
         tcase_add_test(registries, basic_invalid_credentials_file);
         tcase_add_test(registries, basic_with_cred_helpers);
+        tcase_add_test(registries, basic_redirect_drops_credentials);
         tcase_add_test(registries, token_pull_with_credentials);
         tcase_add_test(registries, token_wrong_password);
         tcase_add_test(registries, token_pull_with_identity_token);
