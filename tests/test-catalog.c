@@ -226,6 +226,8 @@ static void server_start(void)
 
 static void setup(void)
 {
+        /* Checked before anything is created, because a failed setup skips the teardown. */
+        ck_assert_ptr_nonnull(getenv("BANGER_TEST_SRCDIR"));
         dir = fixture_tmpdir();
         ck_assert_int_ge(asprintf(&serve_dir, "%s/serve", dir), 0);
         ck_assert_int_ge(asprintf(&out_dir, "%s/out", dir), 0);
