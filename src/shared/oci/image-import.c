@@ -939,7 +939,7 @@ static int import_docker_archive(ImportState *s, char **ret_error)
         _cleanup_json_ json_object *manifest = NULL;
         _cleanup_free_ char *data = NULL, *config = NULL;
         _cleanup_strv_free_ char **tags = NULL, **layers = NULL;
-        json_object *entry, *v;
+        json_object *entry = NULL, *v;
         const char *file;
         size_t size, config_size;
         int r;
@@ -1145,7 +1145,7 @@ static int unpack(ImportState *s, uint64_t *ret_size, char **ret_error)
                 .progress = on_layer_bytes,
                 .userdata = &progress,
         };
-        uint64_t size, inodes;
+        uint64_t size = 0, inodes = 0;
         int r;
 
         report(s, IMAGE_PULL_STEP_UNPACK, 0, s->layers_bytes);
@@ -1235,7 +1235,7 @@ static int import(ImportState *s, ImageInfo **ret, char **ret_error)
 {
         const ImageImportOptions *opts = s->opts;
         ImageImportFormat format = opts->format;
-        uint64_t size;
+        uint64_t size = 0;
         int r;
 
         if (opts->source_fd < 0 || isempty(opts->work_dir) || isempty(opts->output_path) ||
