@@ -537,7 +537,7 @@ START_TEST(catalog_pull_debian_kernel)
         const char *deb = getenv("BANGER_TEST_KERNEL_DEB");
         _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
         _cleanup_free_ char *cmd = NULL, *tree = NULL, *error = NULL, *release = NULL,
-                            *vmlinuz = NULL, *vmlinux = NULL, *config = NULL;
+                            *vmlinuz = NULL, *vmlinux = NULL;
         _cleanup_close_ int vmlinux_fd = -EBADF;
         MappedFile bz;
         struct dirent *de;
