@@ -12,8 +12,7 @@
 #
 # Usage: bench/pull-to-ext4.sh BUILDDIR [WORKDIR]
 #
-# BUILDDIR is a finished meson build of banger (its libbanger.a is linked
-# into bench-pull). WORKDIR (default /var/tmp/banger-bench) keeps the
+# BUILDDIR is a finished meson build of banger, which holds bench/bench-pull. WORKDIR (default /var/tmp/banger-bench) keeps the
 # debootstrap tree between runs. Must run as root. Needs debootstrap, umoci,
 # skopeo, docker-registry, hyperfine and GNU time (scripts/install-deps.sh,
 # bench list), and the Debian mirror of /etc/apt/sources.list* for the first
@@ -87,13 +86,11 @@ build_layout() {
 }
 
 build_bench_pull() {
-	log "compiling bench-pull against $builddir/src/shared/libbanger.a"
-	# shellcheck disable=SC2046 # pkg-config prints several words on purpose
-	cc -O2 -D_GNU_SOURCE -std=gnu11 -I"$srcdir/src/shared" -I"$srcdir/src/shared/oci" \
-		-I"$builddir" -o "$work/bench-pull" "$here/bench-pull.c" \
-		"$builddir/src/shared/libbanger.a" \
-		$(pkg-config --cflags --libs libcurl libarchive ext2fs com_err json-c libcrypto \
-			libsystemd inih) -lpthread
+	if [[ ! -x $builddir/bench/bench-pull ]]; then
+		log "$builddir/bench/bench-pull is missing: run 'ninja -C $builddir' first"
+		exit 1
+	fi
+	cp "$builddir/bench/bench-pull" "$work/bench-pull"
 }
 
 registry_stop() {
