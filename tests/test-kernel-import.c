@@ -225,6 +225,29 @@ START_TEST(import_from_deb)
 }
 END_TEST
 
+/* The package's boot/config-RELEASE is checked like an unpacked tree's. */
+START_TEST(deb_config_missing_option_rejected)
+{
+        _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
+        _cleanup_free_ char *error = NULL, *tree = NULL;
+        const char config[] = "CONFIG_EXT4_FS=y\n# CONFIG_VIRTIO_BLK is not set\n";
+        char *files[] = { "boot/vmlinuz-" RELEASE, "boot/config-" RELEASE,
+                          "lib/modules/" RELEASE "/kernel/drivers/virtio/virtio_ring.ko",
+                          "lib/modules/" RELEASE "/modules.builtin", NULL };
+
+        ck_assert_int_ge(asprintf(&tree, "%s/tree", dir), 0);
+        tree_write(tree);
+        fixture_write(tree, "boot/config-" RELEASE, config, strlen(config));
+        deb_write("linux-image.deb", tree, files);
+
+        ck_assert_int_eq(import("linux-image.deb", NULL, &info, &error), -ENOTSUP);
+        ck_assert_ptr_null(info);
+        ck_assert_ptr_nonnull(error);
+        ck_assert_msg(strstr(error, "CONFIG_VIRTIO_BLK"), "option not named in '%s'", error);
+        ck_assert_msg(strstr(error, "config-" RELEASE), "config file not named in '%s'", error);
+}
+END_TEST
+
 START_TEST(import_from_tree)
 {
         _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
@@ -613,6 +636,7 @@ static Suite *kernel_import_suite(void)
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, import_from_deb);
+        tcase_add_test(tc, deb_config_missing_option_rejected);
         tcase_add_test(tc, import_from_tree);
         tcase_add_test(tc, import_bare_bzimage_with_modules);
         tcase_add_test(tc, import_bare_vmlinux_with_modules);

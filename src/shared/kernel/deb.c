@@ -52,6 +52,9 @@ static bool package_path_wanted(const char *path)
 
         if (strneq(path, "boot/vmlinuz-", 13))
                 return !strchr(path + 13, '/');
+        /* The kernel's build configuration, checked for the options a guest needs. */
+        if (strneq(path, "boot/config-", 12))
+                return !strchr(path + 12, '/');
         if (!strneq(path, "lib/modules/", 12))
                 return false;
 

@@ -405,8 +405,6 @@ static int import_tree(Import *im, int tree_fd)
         r = tree_find_kernel(im, tree_fd, &release);
         if (r < 0)
                 return r;
-        /* NOTE: deb_extract_kernel() keeps only the kernel and the modules, so a .deb import
-         * reaches this point without boot/config-RELEASE and skips the check. */
         r = import_check_config(im, tree_fd, release);
         if (r < 0)
                 return r;
