@@ -50,6 +50,8 @@ START_TEST(config_defaults)
         ck_assert_int_eq(c->accelerator, QEMU_ACCEL_AUTO);
         ck_assert_str_eq(c->qemu_path, QEMU_SYSTEM_X86_64);
         ck_assert_uint_eq(c->boot_timeout_usec, 300 * SEC);
+        ck_assert_int_eq(c->backend, VM_BACKEND_AUTO);
+        ck_assert_str_eq(c->firecracker_path, "/usr/bin/firecracker");
         ck_assert_ptr_null(c->insecure_registries);
         ck_assert_str_eq(c->credentials_file, BANGER_SYSCONFDIR "/registry-auth.json");
         ck_assert_ptr_null(c->ca_file);
@@ -289,6 +291,101 @@ START_TEST(config_registry_table)
 }
 END_TEST
 
+/* Resolution of [VM] Backend for each key value and each state of the FirecrackerPath file.
+ * Firecracker itself cannot run on the test machines, so booting through it is covered only by
+ * the Firecracker client's contract test (test-firecracker-contract). */
+typedef enum BinaryState {
+        BINARY_ABSENT,
+        BINARY_EXECUTABLE,
+        BINARY_NOT_EXECUTABLE,
+        BINARY_DIRECTORY,
+} BinaryState;
+
+static const struct {
+        const char *backend_line; /* NULL: the key is unset */
+        BinaryState binary;
+        VmBackend configured;
+        VmBackend chosen;
+        unsigned n_warnings;
+} backend_cases[] = {
+        { NULL, BINARY_ABSENT, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 0 },
+        { NULL, BINARY_EXECUTABLE, VM_BACKEND_AUTO, VM_BACKEND_FIRECRACKER, 0 },
+        { NULL, BINARY_NOT_EXECUTABLE, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 0 },
+        { NULL, BINARY_DIRECTORY, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 0 },
+        { "Backend=auto", BINARY_ABSENT, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 0 },
+        { "Backend=auto", BINARY_EXECUTABLE, VM_BACKEND_AUTO, VM_BACKEND_FIRECRACKER, 0 },
+        { "Backend=qemu", BINARY_ABSENT, VM_BACKEND_QEMU, VM_BACKEND_QEMU, 0 },
+        { "Backend=qemu", BINARY_EXECUTABLE, VM_BACKEND_QEMU, VM_BACKEND_QEMU, 0 },
+        { "Backend=firecracker", BINARY_ABSENT, VM_BACKEND_FIRECRACKER, VM_BACKEND_FIRECRACKER, 0 },
+        { "Backend=firecracker", BINARY_EXECUTABLE, VM_BACKEND_FIRECRACKER, VM_BACKEND_FIRECRACKER,
+          0 },
+        { "Backend=Firecracker", BINARY_EXECUTABLE, VM_BACKEND_AUTO, VM_BACKEND_FIRECRACKER, 1 },
+        { "Backend=kvm", BINARY_ABSENT, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 1 },
+        { "Backend=", BINARY_ABSENT, VM_BACKEND_AUTO, VM_BACKEND_QEMU, 1 },
+};
+
+START_TEST(config_backend_choice_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *binary = NULL, *text = NULL, *path = NULL;
+
+        ck_assert_int_ge(asprintf(&binary, "%s/firecracker", tmpdir), 0);
+        switch (backend_cases[_i].binary) {
+        case BINARY_ABSENT:
+                break;
+        case BINARY_EXECUTABLE:
+        case BINARY_NOT_EXECUTABLE:
+                ck_assert_int_eq(write_file_atomic(binary, "#!/bin/sh\n", 10,
+                                                   backend_cases[_i].binary == BINARY_EXECUTABLE
+                                                           ? 0755
+                                                           : 0644),
+                                 0);
+                break;
+        case BINARY_DIRECTORY:
+                ck_assert_int_eq(mkdir(binary, 0755), 0);
+                break;
+        }
+
+        ck_assert_int_ge(asprintf(&text, "[VM]\nFirecrackerPath=%s\n%s\n", binary,
+                                  strempty(backend_cases[_i].backend_line)),
+                         0);
+        path = write_in_tmpdir("f.conf", text);
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        ck_assert_str_eq(c->firecracker_path, binary);
+        ck_assert_int_eq(c->backend, backend_cases[_i].configured);
+        ck_assert_uint_eq(strv_length(warnings), backend_cases[_i].n_warnings);
+        ck_assert_int_eq(daemon_config_choose_backend(c), backend_cases[_i].chosen);
+}
+END_TEST
+
+START_TEST(config_backend_names)
+{
+        ck_assert_str_eq(vm_backend_to_string(VM_BACKEND_AUTO), "auto");
+        ck_assert_str_eq(vm_backend_to_string(VM_BACKEND_QEMU), "qemu");
+        ck_assert_str_eq(vm_backend_to_string(VM_BACKEND_FIRECRACKER), "firecracker");
+        ck_assert_ptr_null(vm_backend_to_string(_VM_BACKEND_MAX));
+        ck_assert_int_eq(vm_backend_from_string("qemu"), VM_BACKEND_QEMU);
+        ck_assert_int_eq(vm_backend_from_string("firecracker"), VM_BACKEND_FIRECRACKER);
+        ck_assert_int_eq(vm_backend_from_string("QEMU"), _VM_BACKEND_INVALID);
+        ck_assert_int_eq(vm_backend_from_string(""), _VM_BACKEND_INVALID);
+        ck_assert_int_eq(vm_backend_from_string(NULL), _VM_BACKEND_INVALID);
+}
+END_TEST
+
+START_TEST(config_firecracker_path_relative)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *path = write_in_tmpdir("f.conf", "[VM]\nFirecrackerPath=fc\n");
+
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        ck_assert_str_eq(c->firecracker_path, "/usr/bin/firecracker");
+        ck_assert_uint_eq(strv_length(warnings), 1);
+        ck_assert_ptr_nonnull(strstr(warnings[0], "Invalid value 'fc' for FirecrackerPath"));
+}
+END_TEST
+
 START_TEST(config_dropins_override_in_order)
 {
         _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
@@ -338,6 +435,9 @@ int main(void)
         tcase_add_loop_test(tc, config_file_table, 0, ELEMENTSOF(files));
         tcase_add_loop_test(tc, config_catalog_url_table, 0, ELEMENTSOF(catalog_files));
         tcase_add_loop_test(tc, config_registry_table, 0, ELEMENTSOF(registry_files));
+        tcase_add_loop_test(tc, config_backend_choice_table, 0, ELEMENTSOF(backend_cases));
+        tcase_add_test(tc, config_backend_names);
+        tcase_add_test(tc, config_firecracker_path_relative);
         tcase_add_test(tc, config_dropins_override_in_order);
         tcase_add_test(tc, config_unreadable_path_fails);
         suite_add_tcase(s, tc);

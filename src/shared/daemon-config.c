@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -24,12 +25,46 @@
 #define MEMORY_MIB_MAX  (1024u * 1024u)
 #define TIMEOUT_SEC_MAX (7ULL * 24 * 3600)
 
+static const char *const vm_backend_names[_VM_BACKEND_MAX] = {
+        [VM_BACKEND_AUTO] = "auto",
+        [VM_BACKEND_QEMU] = "qemu",
+        [VM_BACKEND_FIRECRACKER] = "firecracker",
+};
+
+const char *vm_backend_to_string(VmBackend b)
+{
+        if (b < 0 || b >= _VM_BACKEND_MAX)
+                return NULL;
+        return vm_backend_names[b];
+}
+
+VmBackend vm_backend_from_string(const char *s)
+{
+        for (size_t i = 0; s && i < ELEMENTSOF(vm_backend_names); i++)
+                if (streq(s, vm_backend_names[i]))
+                        return (VmBackend)i;
+        return _VM_BACKEND_INVALID;
+}
+
+VmBackend daemon_config_choose_backend(const DaemonConfig *c)
+{
+        struct stat st;
+
+        if (c->backend != VM_BACKEND_AUTO)
+                return c->backend;
+        if (c->firecracker_path && stat(c->firecracker_path, &st) >= 0 && S_ISREG(st.st_mode) &&
+            access(c->firecracker_path, X_OK) >= 0)
+                return VM_BACKEND_FIRECRACKER;
+        return VM_BACKEND_QEMU;
+}
+
 DaemonConfig *daemon_config_free(DaemonConfig *c)
 {
         if (!c)
                 return NULL;
         free(c->default_kernel);
         free(c->qemu_path);
+        free(c->firecracker_path);
         free(c->catalog_url);
         strv_free(c->insecure_registries);
         free(c->credentials_file);
@@ -76,10 +111,13 @@ int daemon_config_new(DaemonConfig **ret)
         c->accelerator = QEMU_ACCEL_AUTO;
         c->boot_timeout_usec = 300 * USEC_PER_SEC;
         c->qemu_path = strdup(QEMU_SYSTEM_X86_64);
+        c->backend = VM_BACKEND_AUTO;
+        c->firecracker_path = strdup(DAEMON_CONFIG_FIRECRACKER_PATH);
         c->os = strdup("linux");
         c->architecture = strdup("amd64");
         c->credentials_file = strdup(DAEMON_CONFIG_CREDENTIALS_FILE);
-        if (!c->qemu_path || !c->os || !c->architecture || !c->credentials_file)
+        if (!c->qemu_path || !c->firecracker_path || !c->os || !c->architecture ||
+            !c->credentials_file)
                 return -ENOMEM;
 
         r = directory_from_env("STATE_DIRECTORY", BANGER_STATEDIR, &c->state_dir);
@@ -278,6 +316,19 @@ static int apply_key(DaemonConfig *c, const char *section, const char *key, cons
                         if (value[0] != '/')
                                 return -EINVAL;
                         return replace_string(&c->qemu_path, value);
+                }
+                if (streq(key, "Backend")) {
+                        VmBackend b = vm_backend_from_string(value);
+
+                        if (b < 0)
+                                return -EINVAL;
+                        c->backend = b;
+                        return 0;
+                }
+                if (streq(key, "FirecrackerPath")) {
+                        if (value[0] != '/')
+                                return -EINVAL;
+                        return replace_string(&c->firecracker_path, value);
                 }
                 if (streq(key, "BootTimeoutSec")) {
                         r = parse_uint(value, TIMEOUT_SEC_MAX, &v);

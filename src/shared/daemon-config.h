@@ -5,6 +5,19 @@
 #include "config.h"
 #include "qemu.h"
 
+/* [VM] Backend: the VMM that boots new VMs. */
+typedef enum VmBackend {
+        VM_BACKEND_AUTO, /* Firecracker when FirecrackerPath is an executable file, else QEMU */
+        VM_BACKEND_QEMU,
+        VM_BACKEND_FIRECRACKER,
+        _VM_BACKEND_MAX,
+        _VM_BACKEND_INVALID = -1,
+} VmBackend;
+
+/* "auto", "qemu" or "firecracker", the values of [VM] Backend and of a VM record's backend. */
+const char *vm_backend_to_string(VmBackend b);
+VmBackend vm_backend_from_string(const char *s);
+
 /* bangerd's configuration: /etc/banger/bangerd.conf, then the drop-ins in
  * /etc/banger/bangerd.conf.d/ with names ending in ".conf", in lexical order. A later file
  * wins for each key it sets. */
@@ -18,6 +31,8 @@ typedef struct DaemonConfig {
         QemuAccel accelerator;       /* [VM] Accelerator: auto, kvm or tcg */
         char *qemu_path;             /* [VM] QemuPath */
         uint64_t boot_timeout_usec;  /* [VM] BootTimeoutSec */
+        VmBackend backend;           /* [VM] Backend */
+        char *firecracker_path;      /* [VM] FirecrackerPath */
 
         char *catalog_url; /* [Kernel] CatalogURL, an http or https URL; NULL when unset */
 
@@ -39,6 +54,8 @@ typedef struct DaemonConfig {
 #define DAEMON_CONFIG_FILE       BANGER_SYSCONFDIR "/bangerd.conf"
 #define DAEMON_CONFIG_DROPIN_DIR BANGER_SYSCONFDIR "/bangerd.conf.d"
 /* Default of [Registry] CredentialsFile: a docker config.json that bangerd's user can read. */
+/* Default of [VM] FirecrackerPath. */
+#define DAEMON_CONFIG_FIRECRACKER_PATH "/usr/bin/firecracker"
 #define DAEMON_CONFIG_CREDENTIALS_FILE BANGER_SYSCONFDIR "/registry-auth.json"
 
 DaemonConfig *daemon_config_free(DaemonConfig *c);
@@ -55,6 +72,11 @@ int daemon_config_new(DaemonConfig **ret);
  * *warnings and the key keeps its earlier value. Returns -errno when the file cannot be
  * read. */
 int daemon_config_parse_file(DaemonConfig *c, const char *path, char ***warnings);
+
+/* Resolves [VM] Backend for a new VM: qemu and firecracker as set, auto to firecracker when
+ * firecracker_path is an executable regular file and to qemu otherwise. Never returns
+ * VM_BACKEND_AUTO. */
+VmBackend daemon_config_choose_backend(const DaemonConfig *c);
 
 /* Builds the configuration from the defaults, config_file and the drop-ins in dropin_dir.
  * Either path may be NULL to skip it. */
