@@ -44,6 +44,9 @@ typedef struct TarEntry {
         mode_t mode;      /* permission bits; 0 means 0644 or 0755 */
         const char *xattr_name;
         const char *xattr_value;
+        size_t xattr_size; /* 0 means strlen(xattr_value), for binary values with NUL bytes */
+        uid_t uid;
+        gid_t gid;
 } TarEntry;
 
 enum { COMPRESS_NONE, COMPRESS_GZIP, COMPRESS_ZSTD };
@@ -70,6 +73,8 @@ static size_t build_layer(const TarEntry *entries, size_t n, int compression, vo
 
                 archive_entry_set_pathname(e, t->path);
                 archive_entry_set_mtime(e, 1600000000 + (time_t)i, 0);
+                archive_entry_set_uid(e, t->uid);
+                archive_entry_set_gid(e, t->gid);
                 switch (t->type) {
                 case 'f':
                         archive_entry_set_mode(e, AE_IFREG | perm);
@@ -102,7 +107,8 @@ static size_t build_layer(const TarEntry *entries, size_t n, int compression, vo
                 }
                 if (t->xattr_name)
                         archive_entry_xattr_add_entry(e, t->xattr_name, t->xattr_value,
-                                                      strlen(t->xattr_value));
+                                                      t->xattr_size ? t->xattr_size
+                                                                    : strlen(t->xattr_value));
                 ck_assert_int_eq(archive_write_header(a, e), ARCHIVE_OK);
                 if (t->type == 'f' && !isempty(t->data))
                         ck_assert_int_eq(archive_write_data(a, t->data, strlen(t->data)),
@@ -304,6 +310,219 @@ START_TEST(layer_hardlink_into_lower_layer)
         ck_assert_uint_eq(fs_inode(fs, "bin/busybox").i_links_count, 3);
         ck_assert_uint_eq(fs_lookup(fs, "bin/sh"), fs_lookup(fs, "bin/busybox"));
         assert_content(fs, "usr/bin/env", "BB");
+        ext2fs_close_free(&fs);
+}
+END_TEST
+
+START_TEST(layer_owners_above_65535)
+{
+        static const TarEntry entries[] = {
+                { 'd', "home/user", NULL, 0750, .uid = 100000, .gid = 100000 },
+                { 'f', "home/user/file", "x", 0640, .uid = 65536, .gid = 65535 },
+                { 'l', "home/user/link", "file", .uid = 4294967294u, .gid = 70000 },
+                { 'c', "home/user/tty", NULL, 0620, .uid = 1000, .gid = 1u << 20 },
+        };
+        static const struct {
+                const char *path;
+                uint32_t uid, gid;
+        } expected[] = {
+                { "home/user", 100000, 100000 },
+                { "home/user/file", 65536, 65535 },
+                { "home/user/link", 4294967294u, 70000 },
+                { "home/user/tty", 1000, 1u << 20 },
+        };
+        Ext4Writer *w = create();
+        ext2_filsys fs;
+
+        apply_ok(w, entries, ELEMENTSOF(entries));
+        ck_assert_int_eq(ext4_writer_close(w), 0);
+        ck_assert_int_eq(run_e2fsck(image), 0);
+
+        fs = open_fs(image);
+        for (size_t i = 0; i < ELEMENTSOF(expected); i++) {
+                struct ext2_inode_large inode = fs_inode(fs, expected[i].path);
+
+                ck_assert_msg(inode_uid(inode) == expected[i].uid, "%s: uid %u, expected %u",
+                              expected[i].path, inode_uid(inode), expected[i].uid);
+                ck_assert_msg(inode_gid(inode) == expected[i].gid, "%s: gid %u, expected %u",
+                              expected[i].path, inode_gid(inode), expected[i].gid);
+        }
+        ext2fs_close_free(&fs);
+}
+END_TEST
+
+START_TEST(layer_setuid_setgid_bits_kept)
+{
+        static const TarEntry entries[] = {
+                { 'f', "usr/bin/su", "su", 04755 },
+                { 'f', "usr/bin/wall", "wall", 02755, .gid = 5 },
+                { 'f', "usr/bin/both", "both", 06711 },
+                { 'd', "srv/shared", NULL, 02775 },
+                { 'd', "srv/drop", NULL, 01733 },
+                { 'f', "usr/bin/all", "all", 07777 },
+        };
+        static const struct {
+                const char *path;
+                unsigned mode;
+        } expected[] = {
+                { "usr/bin/su", LINUX_S_IFREG | 04755 },
+                { "usr/bin/wall", LINUX_S_IFREG | 02755 },
+                { "usr/bin/both", LINUX_S_IFREG | 06711 },
+                { "srv/shared", LINUX_S_IFDIR | 02775 },
+                { "srv/drop", LINUX_S_IFDIR | 01733 },
+                { "usr/bin/all", LINUX_S_IFREG | 07777 },
+        };
+        Ext4Writer *w = create();
+        ext2_filsys fs;
+
+        apply_ok(w, entries, ELEMENTSOF(entries));
+        ck_assert_int_eq(ext4_writer_close(w), 0);
+        ck_assert_int_eq(run_e2fsck(image), 0);
+
+        fs = open_fs(image);
+        for (size_t i = 0; i < ELEMENTSOF(expected); i++) {
+                unsigned mode = fs_inode(fs, expected[i].path).i_mode;
+
+                ck_assert_msg(mode == expected[i].mode, "%s: mode 0%o, expected 0%o",
+                              expected[i].path, mode, expected[i].mode);
+        }
+        ck_assert_uint_eq(inode_gid(fs_inode(fs, "usr/bin/wall")), 5);
+        ext2fs_close_free(&fs);
+}
+END_TEST
+
+/* File capability values as the kernel writes them (linux/capability.h): a little-endian magic
+ * and flags word, then permitted and inheritable masks, and in v3 the root user ID. These grant
+ * CAP_NET_BIND_SERVICE (bit 10) as effective and permitted. */
+static const char capability_v2[20] = { 0x01, 0x00, 0x00, 0x02, 0x00, 0x04 };
+static const char capability_v3[24] = { 0x01, 0x00, 0x00, 0x03, 0x00, 0x04 };
+static const char capability_junk[32] = { 0x01, 0x00, 0x00, 0x02, 0x00, 0x04 };
+
+static const struct {
+        const char *value;
+        size_t size;
+        bool accepted;
+} capabilities[] = {
+        { capability_v2, 20, true },    { capability_v3, 24, true },
+        { capability_junk, 1, false },  { capability_junk, 12, false },
+        { capability_junk, 19, false }, { capability_junk, 21, false },
+        { capability_junk, 23, false }, { capability_junk, 25, false },
+        { capability_junk, 32, false },
+};
+
+START_TEST(layer_capability_sizes)
+{
+        TarEntry entries[] = {
+                { 'f', "usr/bin/ping", "ping", 0755, "security.capability", capabilities[_i].value,
+                  capabilities[_i].size },
+        };
+        _cleanup_free_ char *error = NULL, *value = NULL, *expected_message = NULL;
+        size_t size = 0;
+        Ext4Writer *w = create();
+        ext2_filsys fs;
+        int r = apply(w, entries, ELEMENTSOF(entries), &error);
+
+        if (!capabilities[_i].accepted) {
+                ck_assert_int_eq(r, -EINVAL);
+                ck_assert_ptr_nonnull(error);
+                ck_assert_int_ge(asprintf(&expected_message,
+                                          "Layer entry 'usr/bin/ping' has an invalid "
+                                          "'security.capability' attribute of %zu bytes: expected "
+                                          "20 or 24",
+                                          capabilities[_i].size),
+                                 0);
+                ck_assert_str_eq(error, expected_message);
+                ext4_writer_free(w);
+                return;
+        }
+
+        ck_assert_int_eq(r, 0);
+        ck_assert_ptr_null(error);
+        ck_assert_int_eq(ext4_writer_close(w), 0);
+        ck_assert_int_eq(run_e2fsck(image), 0);
+
+        fs = open_fs(image);
+        value = fs_xattr(fs, "usr/bin/ping", "security.capability", &size);
+        ck_assert_ptr_nonnull(value);
+        ck_assert_uint_eq(size, capabilities[_i].size);
+        ck_assert_mem_eq(value, capabilities[_i].value, size);
+        ext2fs_close_free(&fs);
+}
+END_TEST
+
+/* The OCI image specification's changeset rules make a hardlink a second name for the same
+ * file, so a later whiteout of the first name removes that name only and the link keeps the
+ * data. */
+START_TEST(layer_hardlink_outlives_whiteout)
+{
+        static const TarEntry lower[] = {
+                { 'f', "bin/busybox", "BB", 0755 },
+                { 'f', "lib/libc.so", "LIBC", 0644 },
+        };
+        static const TarEntry middle[] = {
+                { 'h', "usr/bin/env", "bin/busybox" },
+                { 'h', "usr/lib/libc.so", "lib/libc.so" },
+        };
+        /* One whiteout removes the file's name, the other its whole directory. */
+        static const TarEntry upper[] = {
+                { 'f', "bin/.wh.busybox", "" },
+                { 'f', ".wh.lib", "" },
+        };
+        Ext4Writer *w = create();
+        struct ext2_inode_large inode;
+        ext2_filsys fs;
+
+        apply_ok(w, lower, ELEMENTSOF(lower));
+        apply_ok(w, middle, ELEMENTSOF(middle));
+        apply_ok(w, upper, ELEMENTSOF(upper));
+        ck_assert_int_eq(ext4_writer_close(w), 0);
+        ck_assert_int_eq(run_e2fsck(image), 0);
+
+        fs = open_fs(image);
+        ck_assert_uint_eq(fs_lookup(fs, "bin/busybox"), 0);
+        ck_assert_uint_eq(fs_lookup(fs, "lib"), 0);
+        inode = fs_inode(fs, "usr/bin/env");
+        ck_assert_uint_eq(inode.i_links_count, 1);
+        ck_assert_uint_eq(inode.i_mode, LINUX_S_IFREG | 0755);
+        assert_content(fs, "usr/bin/env", "BB");
+        ck_assert_uint_eq(fs_inode(fs, "usr/lib/libc.so").i_links_count, 1);
+        assert_content(fs, "usr/lib/libc.so", "LIBC");
+        ext2fs_close_free(&fs);
+}
+END_TEST
+
+START_TEST(layer_opaque_directory_with_new_subtree)
+{
+        static const TarEntry lower[] = {
+                { 'f', "etc/conf.d/old", "old" },
+                { 'f', "etc/conf.d/sub/older", "older" },
+                { 'f', "etc/keep", "keep" },
+        };
+        /* The layer replaces etc/conf.d with a new subtree, entries before and after the
+         * marker, and a subdirectory of the same name as a lower one. */
+        static const TarEntry upper[] = {
+                { 'd', "etc/conf.d/", NULL, 0750 },     { 'f', "etc/conf.d/a", "a" },
+                { 'f', "etc/conf.d/.wh..wh..opq", "" }, { 'd', "etc/conf.d/sub/", NULL, 0700 },
+                { 'f', "etc/conf.d/sub/b", "b" },
+        };
+        Ext4Writer *w = create();
+        ext2_filsys fs;
+
+        apply_ok(w, lower, ELEMENTSOF(lower));
+        apply_ok(w, upper, ELEMENTSOF(upper));
+        ck_assert_int_eq(ext4_writer_close(w), 0);
+        ck_assert_int_eq(run_e2fsck(image), 0);
+
+        fs = open_fs(image);
+        ck_assert_uint_eq(fs_count_entries(fs, "etc/conf.d"), 2);
+        assert_content(fs, "etc/conf.d/a", "a");
+        ck_assert_uint_eq(fs_lookup(fs, "etc/conf.d/old"), 0);
+        ck_assert_uint_eq(fs_count_entries(fs, "etc/conf.d/sub"), 1);
+        ck_assert_uint_eq(fs_lookup(fs, "etc/conf.d/sub/older"), 0);
+        assert_content(fs, "etc/conf.d/sub/b", "b");
+        ck_assert_uint_eq(fs_inode(fs, "etc/conf.d").i_mode, LINUX_S_IFDIR | 0750);
+        ck_assert_uint_eq(fs_inode(fs, "etc/conf.d/sub").i_mode, LINUX_S_IFDIR | 0700);
+        assert_content(fs, "etc/keep", "keep");
         ext2fs_close_free(&fs);
 }
 END_TEST
@@ -535,6 +754,11 @@ static Suite *layer_suite(void)
         tcase_add_test(tc, layer_opaque_directory);
         tcase_add_test(tc, layer_opaque_root_keeps_lost_found);
         tcase_add_test(tc, layer_hardlink_into_lower_layer);
+        tcase_add_test(tc, layer_owners_above_65535);
+        tcase_add_test(tc, layer_setuid_setgid_bits_kept);
+        tcase_add_loop_test(tc, layer_capability_sizes, 0, ELEMENTSOF(capabilities));
+        tcase_add_test(tc, layer_hardlink_outlives_whiteout);
+        tcase_add_test(tc, layer_opaque_directory_with_new_subtree);
         tcase_add_loop_test(tc, layer_rejects_escapes, 0, ELEMENTSOF(escapes));
         tcase_add_loop_test(tc, layer_compressions_detected, COMPRESS_NONE, COMPRESS_ZSTD + 1);
         tcase_add_test(tc, layer_rejects_garbage);
