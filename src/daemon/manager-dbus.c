@@ -225,6 +225,7 @@ typedef struct PullParams {
         char *os;
         char *architecture;
         char *final_dir;
+        bool reuse_existing; /* an image already in the store counts as pulled */
         ImageInfo *info;
 } PullParams;
 
@@ -263,9 +264,8 @@ static int write_record_in(const char *dir, const char *json)
         return write_file_atomic(path, json, strlen(json), 0644);
 }
 
-static int run_pull(Job *j, void *userdata, char **ret_error)
+static int pull_into_temp_dir(Job *j, PullParams *p, char **ret_error)
 {
-        PullParams *p = userdata;
         _cleanup_free_ char *tmp = NULL, *output = NULL, *json = NULL, *blobs = NULL;
         int r;
 
@@ -313,6 +313,81 @@ fail:
         return r;
 }
 
+/* Store names of the image pulls in flight, shared by PullImage jobs and the pulls that
+ * CreateVM jobs start. A pull of a name that is in flight waits for it, so concurrent requests
+ * for one image download it once. */
+typedef struct RunningPull {
+        const char *name; /* owned by the pulling job's PullParams */
+        struct RunningPull *next;
+} RunningPull;
+
+static pthread_mutex_t image_pulls_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t image_pulls_changed = PTHREAD_COND_INITIALIZER;
+static RunningPull *image_pulls_running;
+
+static bool image_pull_is_running(const char *name)
+{
+        for (RunningPull *i = image_pulls_running; i; i = i->next)
+                if (streq(i->name, name))
+                        return true;
+        return false;
+}
+
+static int read_stored_image(const char *dir, ImageInfo **ret)
+{
+        _cleanup_free_ char *path = NULL, *json = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s", dir, STORE_RECORD) < 0)
+                return -ENOMEM;
+        r = read_full_file(path, 1024 * 1024, &json, NULL);
+        if (r < 0)
+                return r;
+        return image_info_from_json(json, ret);
+}
+
+/* Pulls p->reference into p->final_dir and stores its record in p->info. When a pull of the
+ * same name was in flight, waits for it. A peer that stored the image counts as success and
+ * its record is used, without another download. With p->reuse_existing an image already in
+ * the store is used as well. */
+static int image_pull_into_store(Job *j, PullParams *p, char **ret_error)
+{
+        RunningPull self = { .name = p->name };
+        bool waited = false;
+        int r;
+
+        pthread_mutex_lock(&image_pulls_lock);
+        while (image_pull_is_running(p->name)) {
+                waited = true;
+                pthread_cond_wait(&image_pulls_changed, &image_pulls_lock);
+        }
+        if ((waited || p->reuse_existing) && read_stored_image(p->final_dir, &p->info) >= 0) {
+                pthread_mutex_unlock(&image_pulls_lock);
+                log_debug("Image '%s' was stored by another pull, using it", p->name);
+                return 0;
+        }
+        self.next = image_pulls_running;
+        image_pulls_running = &self;
+        pthread_mutex_unlock(&image_pulls_lock);
+
+        r = pull_into_temp_dir(j, p, ret_error);
+
+        pthread_mutex_lock(&image_pulls_lock);
+        for (RunningPull **i = &image_pulls_running; *i; i = &(*i)->next)
+                if (*i == &self) {
+                        *i = self.next;
+                        break;
+                }
+        pthread_cond_broadcast(&image_pulls_changed);
+        pthread_mutex_unlock(&image_pulls_lock);
+        return r;
+}
+
+static int run_pull(Job *j, void *userdata, char **ret_error)
+{
+        return image_pull_into_store(j, userdata, ret_error);
+}
+
 static int complete_pull(Job *j, int result, const char *error, void *userdata, char **ret_error)
 {
         PullParams *p = userdata;
@@ -329,6 +404,35 @@ static int complete_pull(Job *j, int result, const char *error, void *userdata, 
                   strempty(i->info->digest));
         manager_emit_object_signal(m, "ImageNew", i->name, i->path);
         return job_set_result(j, i->path);
+}
+
+/* Copies what a pull of reference needs from the configuration, for a worker. */
+static int pull_params_new(Manager *m, const char *reference, const char *name, PullParams **ret)
+{
+        PullParams *p = calloc(1, sizeof(PullParams));
+
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->name = strdup(name);
+        p->reference = strdup(reference);
+        p->cache_dir = strdup(m->config->cache_dir);
+        p->state_dir = strdup(m->config->state_dir);
+        p->insecure_registries = strv_copy(m->config->insecure_registries);
+        p->mirrors = strv_copy(m->config->mirrors);
+        p->os = strdup(m->config->os);
+        p->architecture = strdup(m->config->architecture);
+        if (!p->name || !p->reference || !p->cache_dir || !p->state_dir ||
+            !p->insecure_registries || !p->mirrors || !p->os || !p->architecture ||
+            (m->config->credentials_file &&
+             !(p->credentials_file = strdup(m->config->credentials_file))) ||
+            (m->config->ca_file && !(p->ca_file = strdup(m->config->ca_file))) ||
+            store_object_dir(m->config->state_dir, STORE_IMAGES, name, &p->final_dir) < 0) {
+                pull_params_free(p);
+                return -ENOMEM;
+        }
+        *ret = p;
+        return 0;
 }
 
 static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_error *error)
@@ -358,27 +462,9 @@ static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
 
-        p = calloc(1, sizeof(PullParams));
-        if (!p)
-                return -ENOMEM;
-        p->manager = m;
-        p->name = strdup(name);
-        p->reference = strdup(reference);
-        p->cache_dir = strdup(m->config->cache_dir);
-        p->state_dir = strdup(m->config->state_dir);
-        p->insecure_registries = strv_copy(m->config->insecure_registries);
-        p->mirrors = strv_copy(m->config->mirrors);
-        p->os = strdup(m->config->os);
-        p->architecture = strdup(m->config->architecture);
-        if (!p->name || !p->reference || !p->cache_dir || !p->state_dir ||
-            !p->insecure_registries || !p->mirrors || !p->os || !p->architecture ||
-            (m->config->credentials_file &&
-             !(p->credentials_file = strdup(m->config->credentials_file))) ||
-            (m->config->ca_file && !(p->ca_file = strdup(m->config->ca_file))) ||
-            store_object_dir(m->config->state_dir, STORE_IMAGES, name, &p->final_dir) < 0) {
-                pull_params_free(p);
-                return -ENOMEM;
-        }
+        r = pull_params_new(m, reference, name, &p);
+        if (r < 0)
+                return r;
 
         r = job_start(m->jobs, "pull-image", name, run_pull, complete_pull, p, pull_params_free,
                       &j);
@@ -820,6 +906,9 @@ typedef struct CreateParams {
         char *arch;
         KernelInfo *pulled_kernel; /* the record of the pulled (or already stored) kernel */
         char *pulled_kernel_dir;
+
+        /* Set when the image is not in the store and the job pulls it first. */
+        PullParams *image_pull;
 } CreateParams;
 
 static void create_params_free(void *userdata)
@@ -844,7 +933,41 @@ static void create_params_free(void *userdata)
         free(p->arch);
         kernel_info_free(p->pulled_kernel);
         free(p->pulled_kernel_dir);
+        pull_params_free(p->image_pull);
         free(p);
+}
+
+static int concat_argv(char **entrypoint, char **cmd, char ***ret)
+{
+        _cleanup_strv_free_ char **l = strv_copy(entrypoint);
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        for (char **c = cmd; c && *c; c++) {
+                r = strv_extend(&l, *c);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* Takes the root disk and the guest configuration from the image, on the loop or, for an image
+ * the job pulled, in the worker. */
+static int fill_image_params(CreateParams *p, const ImageInfo *info, const char *image_dir)
+{
+        if (asprintf(&p->image_rootfs, "%s/rootfs.ext4", image_dir) < 0)
+                return -ENOMEM;
+        p->guest.hostname = strdup(p->record->name);
+        p->guest.env = strv_copy(info->env);
+        p->guest.workdir = info->working_dir ? strdup(info->working_dir) : NULL;
+        p->guest.user = info->user ? strdup(info->user) : NULL;
+        p->guest.agent_port = strdup(GUEST_AGENT_PORT_NAME);
+        if (!p->guest.hostname || !p->guest.env || !p->guest.agent_port ||
+            (info->working_dir && !p->guest.workdir) || (info->user && !p->guest.user))
+                return -ENOMEM;
+        return concat_argv(info->entrypoint, info->cmd, &p->guest.argv);
 }
 
 static int run_create(Job *j, void *userdata, char **ret_error)
@@ -852,6 +975,15 @@ static int run_create(Job *j, void *userdata, char **ret_error)
         CreateParams *p = userdata;
         _cleanup_free_ char *tmp = NULL, *root = NULL, *initrd = NULL, *config = NULL, *json = NULL;
         int r;
+
+        if (p->image_pull) {
+                r = image_pull_into_store(j, p->image_pull, ret_error);
+                if (r < 0)
+                        return r;
+                r = fill_image_params(p, p->image_pull->info, p->image_pull->final_dir);
+                if (r < 0)
+                        return r;
+        }
 
         if (p->pull_kernel) {
                 r = kernel_pull_into_store(j, &p->kernel_pull, &p->pulled_kernel,
@@ -922,7 +1054,19 @@ static int complete_create(Job *j, int result, const char *error, void *userdata
         Vm *vm;
         int r;
 
-        /* A kernel pulled for this VM stays in the store even when the VM failed. */
+        /* An image or kernel pulled for this VM stays in the store even when the VM failed. */
+        if (p->image_pull && p->image_pull->info &&
+            !manager_find_image(m, p->image_pull->info->name)) {
+                Image *i;
+
+                r = manager_add_image(m, p->image_pull->final_dir, TAKE_PTR(p->image_pull->info),
+                                      &i);
+                if (r < 0)
+                        return r;
+                log_field(LOG_INFO, "IMAGE=%s", "Pulled image '%s' (%s)", i->name,
+                          strempty(i->info->digest));
+                manager_emit_object_signal(m, "ImageNew", i->name, i->path);
+        }
         if (p->pulled_kernel && !manager_find_kernel(m, p->pulled_kernel->name)) {
                 Kernel *k;
 
@@ -1021,8 +1165,10 @@ static Kernel *default_kernel(Manager *m)
         return NULL;
 }
 
+/* *ret_image is NULL when the image is not in the store, and *ret_image_name the store name
+ * that a pull gives it. */
 static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Image **ret_image,
-                        Kernel **ret_kernel, sd_bus_error *error)
+                        char **ret_image_name, Kernel **ret_kernel, sd_bus_error *error)
 {
         _cleanup_free_ char *normalized = NULL;
         Image *image = NULL;
@@ -1036,11 +1182,11 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
         image = manager_find_image(m, spec->image);
         if (!image && oci_reference_normalize(spec->image, &normalized) >= 0)
                 image = manager_find_image(m, normalized);
-        if (!image)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
-                                         "Image '%s' is not in the store: pull it with "
-                                         "'bangerctl image pull %s'",
-                                         spec->image, spec->image);
+        if (!image && !normalized)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid image reference '%s' for VM '%s': use "
+                                         "NAME[:TAG] or REGISTRY/NAME[:TAG|@DIGEST]",
+                                         spec->image, name);
 
         if (spec->kernel) {
                 kernel = manager_find_kernel(m, spec->kernel);
@@ -1072,13 +1218,19 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
                                          "Invalid memory-mib %u for VM '%s': pass at least 64",
                                          spec->memory_mib, name);
 
+        if (image)
+                normalized = strdup(image->name);
+        if (!normalized)
+                return -ENOMEM;
         *ret_image = image;
+        *ret_image_name = TAKE_PTR(normalized);
         *ret_kernel = kernel;
         return 0;
 }
 
-static int new_record(const char *name, uid_t owner, Image *image, const char *kernel_name,
-                      const CreateSpec *spec, VmRecord **ret)
+static int new_record(const char *name, uid_t owner, const char *image_name,
+                      const char *kernel_name, VmBackend backend, const CreateSpec *spec,
+                      VmRecord **ret)
 {
         VmRecord *rec = calloc(1, sizeof(VmRecord));
         sd_id128_t id;
@@ -1095,35 +1247,19 @@ static int new_record(const char *name, uid_t owner, Image *image, const char *k
         rec->name = strdup(name);
         rec->id = strdup(sd_id128_to_uuid_string(id, uuid));
         rec->owner = owner;
-        rec->image = strdup(image->name);
+        rec->image = strdup(image_name);
         rec->kernel = strdup(kernel_name);
         rec->vcpus = spec->vcpus;
         rec->memory_mib = spec->memory_mib;
         rec->created_usec = now_realtime_usec();
         rec->state = VM_CREATED;
-        rec->backend = strdup("qemu");
+        rec->backend = strdup(vm_backend_to_string(backend));
         r = scope_name_for_vm(name, &rec->unit);
         if (r < 0 || !rec->name || !rec->id || !rec->image || !rec->kernel || !rec->backend) {
                 vm_record_free(rec);
                 return r < 0 ? r : -ENOMEM;
         }
         *ret = rec;
-        return 0;
-}
-
-static int concat_argv(char **entrypoint, char **cmd, char ***ret)
-{
-        _cleanup_strv_free_ char **l = strv_copy(entrypoint);
-        int r;
-
-        if (!l)
-                return -ENOMEM;
-        for (char **c = cmd; c && *c; c++) {
-                r = strv_extend(&l, *c);
-                if (r < 0)
-                        return r;
-        }
-        *ret = TAKE_PTR(l);
         return 0;
 }
 
@@ -1145,7 +1281,8 @@ static int fill_kernel_pull(Manager *m, CreateParams *p)
         return 0;
 }
 
-/* kernel is NULL when the job pulls rec->kernel from the catalog. */
+/* kernel is NULL when the job pulls rec->kernel from the catalog, image NULL when the job pulls
+ * the image. */
 static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel *kernel)
 {
         _cleanup_free_ char *pull_dir = NULL;
@@ -1167,25 +1304,18 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
                         return r;
                 kernel_dir = pull_dir;
         }
-        if (asprintf(&p->image_rootfs, "%s/rootfs.ext4", image->dir) < 0 ||
-            asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel_dir) < 0)
+        if (asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel_dir) < 0)
                 return -ENOMEM;
-
-        p->guest.hostname = strdup(rec->name);
-        p->guest.env = strv_copy(image->info->env);
-        p->guest.workdir = image->info->working_dir ? strdup(image->info->working_dir) : NULL;
-        p->guest.user = image->info->user ? strdup(image->info->user) : NULL;
-        p->guest.agent_port = strdup(GUEST_AGENT_PORT_NAME);
-        if (!p->guest.hostname || !p->guest.env || !p->guest.agent_port ||
-            (image->info->working_dir && !p->guest.workdir) ||
-            (image->info->user && !p->guest.user))
-                return -ENOMEM;
-        r = concat_argv(image->info->entrypoint, image->info->cmd, &p->guest.argv);
-        if (r < 0)
-                return r;
+        if (image) {
+                r = fill_image_params(p, image->info, image->dir);
+                if (r < 0)
+                        return r;
+        }
 
         p->boot.name = strdup(rec->name);
+        p->boot.backend = vm_backend_from_string(rec->backend);
         p->boot.qemu_path = strdup(m->config->qemu_path);
+        p->boot.firecracker_path = strdup(m->config->firecracker_path);
         p->boot.accel = m->config->accelerator;
         p->boot.boot_timeout_usec = m->config->boot_timeout_usec;
         p->boot.vcpus = rec->vcpus;
@@ -1196,8 +1326,8 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
                 p->boot.kernel_path = NULL;
         if (asprintf(&p->boot.runtime_dir, "%s/vms/%s", m->config->runtime_dir, rec->name) < 0)
                 p->boot.runtime_dir = NULL;
-        if (!p->boot.name || !p->boot.qemu_path || !p->boot.vm_dir || !p->boot.unit ||
-            !p->boot.kernel_path || !p->boot.runtime_dir)
+        if (!p->boot.name || !p->boot.qemu_path || !p->boot.firecracker_path || !p->boot.vm_dir ||
+            !p->boot.unit || !p->boot.kernel_path || !p->boot.runtime_dir)
                 return -ENOMEM;
         return 0;
 }
@@ -1205,7 +1335,7 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
 static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        _cleanup_free_ char *bad_name = NULL;
+        _cleanup_free_ char *bad_name = NULL, *image_name = NULL;
         Manager *m = userdata;
         CreateSpec spec = {
                 .vcpus = m->config->default_vcpus,
@@ -1242,7 +1372,7 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                                          "VM '%s' already exists: choose another name or delete "
                                          "it first",
                                          name);
-        r = resolve_spec(m, name, &spec, &image, &kernel, error);
+        r = resolve_spec(m, name, &spec, &image, &image_name, &kernel, error);
         if (r < 0)
                 return r;
 
@@ -1258,12 +1388,17 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                 return -ENOMEM;
         p->manager = m;
         p->start = spec.start;
-        r = new_record(name, uid, image, kernel ? kernel->name : m->config->default_kernel, &spec,
-                       &p->record);
+        r = new_record(name, uid, image_name, kernel ? kernel->name : m->config->default_kernel,
+                       daemon_config_choose_backend(m->config), &spec, &p->record);
         if (r >= 0)
                 r = fill_create_params(m, p, image, kernel);
         if (r >= 0 && !kernel)
                 r = fill_kernel_pull(m, p);
+        if (r >= 0 && !image) {
+                r = pull_params_new(m, spec.image, image_name, &p->image_pull);
+                if (r >= 0)
+                        p->image_pull->reuse_existing = true;
+        }
         if (r < 0) {
                 create_params_free(p);
                 return r;

@@ -505,30 +505,23 @@ int agent_exec_fd(int fd, const AgentExecRequest *req, uint64_t timeout_usec, Ag
         return connection_exec(&c, req, ret);
 }
 
-int agent_shutdown(const char *socket_path, uint64_t timeout_usec)
+/* Sends the shutdown request on a ready connection, waits for its acknowledgement and closes c. */
+static int connection_shutdown(AgentConnection *c)
 {
-        AgentConnection c;
         AgentBuffer b = {};
         uint32_t id;
         int r;
 
-        if (!socket_path)
-                return -EINVAL;
-
-        r = connection_open_ready(&c, socket_path, timeout_usec);
-        if (r < 0)
-                return r;
-
-        id = c.next_request_id++;
+        id = c->next_request_id++;
         r = agent_frame_append(&b, AGENT_MSG_SHUTDOWN, id, NULL, 0);
         if (r >= 0)
-                r = connection_write(&c, &b);
+                r = connection_write(c, &b);
         agent_buffer_done(&b);
 
         while (r >= 0) {
                 AgentFrame f;
 
-                r = connection_read_frame(&c, c.deadline, &f);
+                r = connection_read_frame(c, c->deadline, &f);
                 if (r < 0)
                         break;
                 if (f.request_id != id)
@@ -539,6 +532,47 @@ int agent_shutdown(const char *socket_path, uint64_t timeout_usec)
                         r = error_from_frame(&f);
         }
 
-        connection_done(&c);
+        connection_done(c);
         return r < 0 ? r : 0;
+}
+
+int agent_shutdown(const char *socket_path, uint64_t timeout_usec)
+{
+        AgentConnection c;
+        int r;
+
+        if (!socket_path)
+                return -EINVAL;
+
+        r = connection_open_ready(&c, socket_path, timeout_usec);
+        if (r < 0)
+                return r;
+        return connection_shutdown(&c);
+}
+
+int agent_wait_ready_fd(int fd, uint64_t timeout_usec)
+{
+        AgentConnection c;
+        int r;
+
+        if (fd < 0)
+                return -EINVAL;
+        r = connection_adopt_ready(&c, fd, timeout_usec);
+        if (r < 0)
+                return r;
+        connection_done(&c);
+        return 0;
+}
+
+int agent_shutdown_fd(int fd, uint64_t timeout_usec)
+{
+        AgentConnection c;
+        int r;
+
+        if (fd < 0)
+                return -EINVAL;
+        r = connection_adopt_ready(&c, fd, timeout_usec);
+        if (r < 0)
+                return r;
+        return connection_shutdown(&c);
 }

@@ -42,4 +42,10 @@ int agent_exec_fd(int fd, const AgentExecRequest *req, uint64_t timeout_usec,
 /* Asks the guest to sync, unmount and power off. Returns once the agent has acknowledged. */
 int agent_shutdown(const char *socket_path, uint64_t timeout_usec);
 
+/* Variants of agent_wait_ready() and agent_shutdown() over fd, a connected non-blocking stream
+ * socket such as the one vsock_connect() returns. They take fd over and close it, also on
+ * failure. agent_wait_ready_fd() makes one handshake attempt and does not retry. */
+int agent_wait_ready_fd(int fd, uint64_t timeout_usec);
+int agent_shutdown_fd(int fd, uint64_t timeout_usec);
+
 #define AGENT_EXEC_OUTPUT_MAX (64u * 1024u * 1024u)
