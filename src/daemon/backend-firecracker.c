@@ -63,6 +63,16 @@ static void set_error(char **ret_error, const char *format, ...)
         va_end(ap);
 }
 
+static int create_file(const char *path)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+
+        if (fd < 0)
+                return negative_errno();
+        safe_close(fd);
+        return 0;
+}
+
 static int wait_exit(pid_t pid, int timeout_msec)
 {
         _cleanup_close_ int fd = pidfd_open(pid, 0);
@@ -257,10 +267,11 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
                 return r;
         (void)unlink(api);
         (void)unlink(vsock);
-        /* Firecracker's logger opens its file without creating it. */
-        r = write_file_atomic(console, "", 0, 0640);
+        /* Firecracker's logger opens its file without creating it. Both logs are appended to,
+         * as with QEMU, so the output of earlier boots stays. */
+        r = create_file(console);
         if (r >= 0)
-                r = write_file_atomic(fc_log, "", 0, 0640);
+                r = create_file(fc_log);
         if (r < 0)
                 return r;
 
