@@ -305,6 +305,26 @@ done
 for ((i = 1; i <= vm_count; i++)); do
 	expect_ok "vm rm cat$i" alice bangerctl vm rm "cat$i"
 done
+
+# Backend=firecracker: Firecracker cannot run here, so a create must fail
+# with a message that names the cause, and leave no VM behind. Stopping
+# bangerd makes the next call start it with the drop-in read.
+FC_DROPIN=/etc/banger/bangerd.conf.d/60-firecracker.conf
+firecracker_create_fails() {
+	local name=$1 path=$2 expected=$3
+	run_as "" sh -c "printf '[VM]\nBackend=firecracker\nFirecrackerPath=%s\n' '$path' >$FC_DROPIN && systemctl stop bangerd.service"
+	run_as alice bangerctl vm create --image "$IMAGE" "$name"
+	if ((RC != 0)) && [[ $ERR == *"$expected"* ]]; then
+		pass "firecracker create with $path fails"
+		echo "     $(tail -n 1 <<<"$ERR")"
+	else
+		fail "firecracker create with $path fails" "$(last_error_line)"
+	fi
+	if [[ -z $(vm_state "$name") ]]; then pass "failed create leaves no VM $name"; else fail "failed create leaves no VM $name" "state '$(vm_state "$name")'"; fi
+}
+firecracker_create_fails fc1 /usr/bin/firecracker-missing "check FirecrackerPath"
+firecracker_create_fails fc2 /usr/bin/sleep "Firecracker exited before it responded on its API socket"
+expect_ok "firecracker drop-in is removed" "" sh -c "rm -f $FC_DROPIN && systemctl stop bangerd.service"
 run_as "" pgrep -x qemu-system-x86
 if [[ -z $OUT ]]; then pass "no QEMU process is left"; else fail "no QEMU process is left" "$OUT"; fi
 

@@ -34,6 +34,8 @@
 #define SHUTDOWN_WAIT_MSEC     30000
 #define CTRL_ALT_DEL_WAIT_MSEC 10000
 #define KILL_WAIT_MSEC         10000
+#define LOG_READ_MAX           (1024 * 1024)
+#define LOG_LINE_MAX           200
 #define VM_TASKS_MAX           256
 #define MEMORY_HEADROOM_RATIO  1.25 /* Firecracker's own memory on top of the guest's */
 
@@ -61,6 +63,29 @@ static void set_error(char **ret_error, const char *format, ...)
         if (vasprintf(ret_error, format, ap) < 0)
                 *ret_error = NULL;
         va_end(ap);
+}
+
+/* Returns a copy of the last non-empty line of the log at path, at most LOG_LINE_MAX bytes, or
+ * NULL when there is none. A failed create removes the VM directory and the log with it, so
+ * messages quote the line. */
+static char *last_log_line(const char *path)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0, end, start;
+
+        if (read_full_file(path, LOG_READ_MAX, &text, &size) < 0)
+                return NULL;
+        end = size;
+        while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == '\r'))
+                end--;
+        start = end;
+        while (start > 0 && text[start - 1] != '\n')
+                start--;
+        if (start == end)
+                return NULL;
+        if (end - start > LOG_LINE_MAX)
+                start = end - LOG_LINE_MAX;
+        return strndup(text + start, end - start);
 }
 
 static int create_file(const char *path)
@@ -159,8 +184,11 @@ static int wait_api(Firecracker *f, pid_t pid, char **ret_error)
                 firecracker_instance_info_done(&info);
                 if (r >= 0)
                         return 0;
-                if (waitpid(pid, NULL, WNOHANG) == pid)
+                if (waitpid(pid, NULL, WNOHANG) == pid) {
+                        set_error(ret_error,
+                                  "Firecracker exited before it responded on its API socket");
                         return -ECHILD;
+                }
                 if (waited >= API_SOCKET_WAIT_USEC) {
                         set_error(ret_error,
                                   "Firecracker did not answer on its API socket within %llu s",
@@ -305,9 +333,15 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         if (r >= 0)
                 r = configure_and_start(p, f, root, initrd, console, fc_log, vsock, &api_error);
         if (r < 0) {
+                _cleanup_free_ char *line = last_log_line(fc_log);
+
                 set_error(ret_error,
-                          "Failed to configure Firecracker for VM '%s': %s; see %s/firecracker.log",
-                          p->name, api_error ?: strerror(-r), p->vm_dir);
+                          "Failed to configure Firecracker for VM '%s': %s; see "
+                          "%s/firecracker.log%s%s%s",
+                          p->name, api_error ?: strerror(-r), p->vm_dir,
+                          line ? " (last line: " : "", strempty(line), line ? ")" : "");
+                if (r == -ECHILD)
+                        goto fail_reaped;
                 goto fail;
         }
 
