@@ -1375,6 +1375,12 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         r = resolve_spec(m, name, &spec, &image, &image_name, &kernel, error);
         if (r < 0)
                 return r;
+        /* Pulling the missing image is a PullImage on the caller's behalf. */
+        if (!image) {
+                r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "pull images", error);
+                if (r < 0)
+                        return r;
+        }
 
         r = sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
         if (r < 0)
