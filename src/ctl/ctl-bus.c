@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -111,6 +113,24 @@ static bool error_is_access_denied(const sd_bus_error *error)
                                       SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED);
 }
 
+/* Whether the calling process has group 'banger' among its groups. */
+static bool in_group_banger(void)
+{
+        struct group *g = getgrnam("banger");
+        gid_t groups[NGROUPS_MAX];
+        int n;
+
+        if (!g)
+                return false;
+        if (getegid() == g->gr_gid)
+                return true;
+        n = getgroups(ELEMENTSOF(groups), groups);
+        for (int i = 0; i < n; i++)
+                if (groups[i] == g->gr_gid)
+                        return true;
+        return false;
+}
+
 static void vlog_failure(const sd_bus_error *error, int r, const char *format, va_list ap)
 {
         fputs("bangerctl: ", stderr);
@@ -123,12 +143,14 @@ static void vlog_failure(const sd_bus_error *error, int r, const char *format, v
         if (!error || !error_is_access_denied(error))
                 return;
 
-        fputs("Hint: members of group 'banger' may manage VMs, images and kernels without "
-              "authenticating; an administrator can add a user with 'usermod -aG banger USER'.\n",
-              stderr);
+        if (!in_group_banger())
+                fputs("Hint: members of group 'banger' may manage their own VMs, images and "
+                      "kernels without authenticating; an administrator can add a user with "
+                      "'usermod -aG banger USER'.\n",
+                      stderr);
         if (!arg_ask_password)
-                fputs("Hint: run the command on a terminal without --no-ask-password to "
-                      "authenticate as an administrator.\n",
+                fputs("Hint: authenticating as an administrator needs an interactive terminal: "
+                      "run the command from one, without --no-ask-password.\n",
                       stderr);
 }
 
