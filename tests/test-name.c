@@ -68,7 +68,14 @@ static const struct {
         { "6.1.0-28-cloud-amd64", 0 },
         { "Linux_6.1+deb12", 0 },
         { "a", 0 },
-        { ".hidden", 0 },
+        { "_x", 0 },
+        { "+x", 0 },
+        { "a-", 0 },
+        { "a.", 0 },
+        { ".hidden", -EINVAL },
+        { "-x", -EINVAL },
+        { "--help", -EINVAL },
+        { "-", -EINVAL },
         { "", -EINVAL },
         { ".", -EINVAL },
         { "..", -EINVAL },
@@ -86,6 +93,16 @@ START_TEST(kernel_name_table)
         ck_assert_msg(r == kernel_names[_i].expected, "'%s': got %d", kernel_names[_i].name, r);
         if (r < 0)
                 ck_assert_ptr_nonnull(message);
+}
+END_TEST
+
+START_TEST(kernel_name_leading_dash_message)
+{
+        _cleanup_free_ char *message = NULL;
+
+        ck_assert_int_eq(kernel_name_check("-x", &message), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(message, "'-x'"));
+        ck_assert_ptr_nonnull(strstr(message, "must start with a letter, a digit"));
 }
 END_TEST
 
@@ -151,6 +168,7 @@ int main(void)
         tcase_add_test(tc, vm_name_null_message_allowed);
         tcase_add_loop_test(tc, kernel_name_table, 0, ELEMENTSOF(kernel_names));
         tcase_add_test(tc, kernel_name_length_limit);
+        tcase_add_test(tc, kernel_name_leading_dash_message);
         tcase_add_loop_test(tc, name_escape_table, 0, ELEMENTSOF(escapes));
         tcase_add_loop_test(tc, name_unescape_rejects_malformed, 0, ELEMENTSOF(bad_escapes));
         suite_add_tcase(s, tc);

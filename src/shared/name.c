@@ -69,9 +69,12 @@ int kernel_name_check(const char *name, char **ret_message)
                             "Kernel name '%s' is longer than 128 characters: choose a shorter "
                             "name",
                             name);
-        if (streq(name, ".") || streq(name, ".."))
+        /* A leading '-' would make the name an option on the bangerctl command line, and a
+         * leading '.' would make its store directory hidden (or be "." or ".."). */
+        if (name[0] == '-' || name[0] == '.')
                 return fail(ret_message,
-                            "Kernel name '%s' is reserved: choose a name with a letter or digit",
+                            "Kernel name '%s' starts with '-' or '.': kernel names must start "
+                            "with a letter, a digit, '_' or '+'",
                             name);
 
         for (const char *p = name; *p; p++)
