@@ -23,7 +23,8 @@
 # with. NOTE: hosts with systemd as PID 1 or a pure cgroup v2 layout are
 # untested.
 #
-# Inside the container: users alice (in group banger) and bob (not in it),
+# Inside the container: users alice and carol (in group banger) and bob (not
+# in it),
 # the drop-in /etc/banger/bangerd.conf.d/50-test.conf written from
 # CT_BANGERD_CONF, and a default target that starts only basic.target and
 # dbus.service.
@@ -101,6 +102,7 @@ ct_create_users() {
 		groupadd --root "$CT_ROOT" --system banger || return 1
 	fi
 	useradd --root "$CT_ROOT" --create-home --shell /bin/bash --groups banger alice || return 1
+	useradd --root "$CT_ROOT" --create-home --shell /bin/bash --groups banger carol || return 1
 	useradd --root "$CT_ROOT" --create-home --shell /bin/bash bob || return 1
 }
 

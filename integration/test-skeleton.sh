@@ -341,6 +341,18 @@ if ((RC != 127)); then
 	if [[ -z $state ]]; then pass "bob's denied create leaves no VM"; else fail "bob's denied create leaves no VM" "bobvm is '$state'"; fi
 fi
 
+# carol is in group banger, which grants actions on one's own VMs only, so
+# she may not stop alice's vm1, and the denial names the owner and the
+# polkit action she lacks.
+expect_error "carol's vm stop of vm1 names the owner" "belongs to another user" carol \
+	bangerctl vm stop vm1
+if [[ ${ERR,,} == *org.banger1.vm.manage-any* && ${ERR,,} == *alice* ]]; then
+	pass "carol's denial names alice and manage-any"
+else
+	fail "carol's denial names alice and manage-any" "$(last_error_line)"
+fi
+expect_output "vm1 survives carol's vm stop" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
+
 # Bad inputs fail with a message that names the value and leave nothing.
 expect_clean_error "pull of an unknown repository" "$REGISTRY/no-such-image" \
 	bangerctl image pull "$REGISTRY/no-such-image:latest"

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pwd.h>
 
 #include <systemd/sd-bus.h>
 
@@ -43,8 +44,28 @@ static int deny(sd_bus_error *error, const char *vm_name, const char *verb)
                                  verb);
 }
 
-int polkit_check(sd_bus_message *message, const char *action, const char *vm_name, const char *verb,
-                 sd_bus_error *error)
+/* Group 'banger' grants actions on one's own VMs only, so a denial on another user's VM names
+ * the owner and the action that is missing. */
+static int deny_other_owner(sd_bus_error *error, const char *vm_name, const char *verb, uid_t owner)
+{
+        struct passwd *pw = getpwuid(owner);
+
+        if (pw && pw->pw_name)
+                return sd_bus_error_setf(error, BUS_ERROR_ACCESS_DENIED,
+                                         "Not authorized to %s '%s': the VM belongs to another "
+                                         "user (uid %u, '%s'), and acting on it requires "
+                                         "authorization '%s' from an administrator",
+                                         verb, vm_name, (unsigned)owner, pw->pw_name,
+                                         ACTION_VM_MANAGE_ANY);
+        return sd_bus_error_setf(error, BUS_ERROR_ACCESS_DENIED,
+                                 "Not authorized to %s '%s': the VM belongs to another user "
+                                 "(uid %u), and acting on it requires authorization '%s' from "
+                                 "an administrator",
+                                 verb, vm_name, (unsigned)owner, ACTION_VM_MANAGE_ANY);
+}
+
+static int check(sd_bus_message *message, const char *action, const char *vm_name, const char *verb,
+                 const uid_t *other_owner, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error polkit_error = SD_BUS_ERROR_NULL;
@@ -54,7 +75,8 @@ int polkit_check(sd_bus_message *message, const char *action, const char *vm_nam
         int authorized, challenge, r;
 
         if (!sender)
-                return deny(error, vm_name, verb);
+                return other_owner ? deny_other_owner(error, vm_name, verb, *other_owner)
+                                   : deny(error, vm_name, verb);
         if (sd_bus_message_get_allow_interactive_authorization(message))
                 flags |= POLKIT_ALLOW_USER_INTERACTION;
 
@@ -98,5 +120,19 @@ int polkit_check(sd_bus_message *message, const char *action, const char *vm_nam
                 return 0;
         log_info("Denied '%s' to '%s' for %s%s%s", action, sender, verb, vm_name ? " " : "",
                  strempty(vm_name));
+        if (other_owner)
+                return deny_other_owner(error, vm_name, verb, *other_owner);
         return deny(error, vm_name, verb);
+}
+
+int polkit_check(sd_bus_message *message, const char *action, const char *vm_name, const char *verb,
+                 sd_bus_error *error)
+{
+        return check(message, action, vm_name, verb, NULL, error);
+}
+
+int polkit_check_other_owner(sd_bus_message *message, const char *vm_name, uid_t owner,
+                             const char *verb, sd_bus_error *error)
+{
+        return check(message, ACTION_VM_MANAGE_ANY, vm_name, verb, &owner, error);
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <systemd/sd-bus.h>
 
@@ -17,3 +18,8 @@
  * org.banger1.Error.AccessDenied "Not authorized to VERB 'NAME': ...". */
 int polkit_check(sd_bus_message *message, const char *action, const char *vm_name, const char *verb,
                  sd_bus_error *error);
+
+/* Checks ACTION_VM_MANAGE_ANY for a VM that owner, not the sender, owns. A denial says that the
+ * VM belongs to another user, with the uid and, when getpwuid() finds it, the user name. */
+int polkit_check_other_owner(sd_bus_message *message, const char *vm_name, uid_t owner,
+                             const char *verb, sd_bus_error *error);

@@ -274,7 +274,8 @@ static int authorize(Vm *vm, sd_bus_message *message, const char *action, const 
         if (r < 0)
                 return r;
         if (uid != vm->record->owner)
-                action = ACTION_VM_MANAGE_ANY;
+                return polkit_check_other_owner(message, vm->record->name, vm->record->owner, verb,
+                                                error);
         return polkit_check(message, action, vm->record->name, verb, error);
 }
 
