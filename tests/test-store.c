@@ -220,6 +220,22 @@ START_TEST(store_list_skips_incomplete)
 }
 END_TEST
 
+static void write_blob_file(const char *dir, const char *name)
+{
+        _cleanup_free_ char *path = NULL;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", dir, name), 0);
+        ck_assert_int_eq(write_file_atomic(path, "partial", 7, 0644), 0);
+}
+
+static bool blob_file_exists(const char *dir, const char *name)
+{
+        _cleanup_free_ char *path = NULL;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", dir, name), 0);
+        return access(path, F_OK) == 0;
+}
+
 START_TEST(store_removes_temporaries)
 {
         _cleanup_free_ char *tmp = NULL, *keep = NULL;
@@ -233,6 +249,36 @@ START_TEST(store_removes_temporaries)
         ck_assert_int_eq(access(tmp, F_OK), -1);
         ck_assert_int_eq(access(keep, F_OK), 0);
         ck_assert_int_eq(store_remove_temporaries(tmpdir, "missing"), 0);
+}
+END_TEST
+
+START_TEST(store_removes_partial_blobs)
+{
+        static const char *const kept[] = {
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                ".keep",
+                "#not-a-temporary",
+        };
+        static const char *const removed[] = {
+                ".#e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.0badf00d",
+                ".#x",
+        };
+        _cleanup_free_ char *dir = NULL;
+
+        ck_assert_int_eq(store_remove_partial_blobs(tmpdir), 0); /* no cache yet */
+        ck_assert_int_ge(asprintf(&dir, "%s/blobs/sha256", tmpdir), 0);
+        ck_assert_int_eq(mkdir_p(dir, 0755), 0);
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                write_blob_file(dir, kept[i]);
+        for (size_t i = 0; i < ELEMENTSOF(removed); i++)
+                write_blob_file(dir, removed[i]);
+
+        ck_assert_int_eq(store_remove_partial_blobs(tmpdir), 0);
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                ck_assert_msg(blob_file_exists(dir, kept[i]), "'%s' was removed", kept[i]);
+        for (size_t i = 0; i < ELEMENTSOF(removed); i++)
+                ck_assert_msg(!blob_file_exists(dir, removed[i]), "'%s' is still there",
+                              removed[i]);
 }
 END_TEST
 
@@ -265,6 +311,7 @@ int main(void)
         tcase_add_test(tc, store_publish_replaces_existing);
         tcase_add_test(tc, store_list_skips_incomplete);
         tcase_add_test(tc, store_removes_temporaries);
+        tcase_add_test(tc, store_removes_partial_blobs);
         tcase_add_test(tc, proc_start_time_of_self);
         suite_add_tcase(s, tc);
 

@@ -314,6 +314,14 @@ int manager_load(Manager *m)
 {
         int r;
 
+        /* No pull runs yet, so every partial blob is left from a daemon that was killed. */
+        r = store_remove_partial_blobs(m->config->cache_dir);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Failed to remove partial downloads under '%s/blobs/sha256', "
+                                  "ignoring: %m",
+                                  m->config->cache_dir);
+
         r = load_kind(m, STORE_IMAGES);
         if (r < 0)
                 return r;

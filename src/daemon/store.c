@@ -329,6 +329,33 @@ int store_remove_temporaries(const char *state_dir, const char *kind)
         return r;
 }
 
+int store_remove_partial_blobs(const char *cache_dir)
+{
+        _cleanup_free_ char *parent = NULL;
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        if (asprintf(&parent, "%s/blobs/sha256", cache_dir) < 0)
+                return -ENOMEM;
+        d = opendir(parent);
+        if (!d)
+                return errno == ENOENT ? 0 : negative_errno();
+
+        while ((de = readdir(d))) {
+                /* registry_fetch_blob() downloads into ".#HEX.RANDOM" and renames the file
+                 * to HEX once it is verified. */
+                if (!strneq(de->d_name, ".#", 2))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+                        r = negative_errno();
+                        break;
+                }
+        }
+        closedir(d);
+        return r;
+}
+
 int proc_start_time(pid_t pid, uint64_t *ret)
 {
         _cleanup_free_ char *text = NULL;

@@ -73,6 +73,10 @@ int store_list(const char *state_dir, const char *kind, char ***ret);
 /* Removes the temporary directories a killed daemon left under STATE_DIR/KIND. */
 int store_remove_temporaries(const char *state_dir, const char *kind);
 
+/* Removes the partial downloads (".#" files) a killed daemon left in CACHE_DIR/blobs/sha256.
+ * Call it only while no pull runs, because a running pull writes to such a file. */
+int store_remove_partial_blobs(const char *cache_dir);
+
 /* Reads field 22 (starttime, in clock ticks since boot) of /proc/PID/stat. Returns -ESRCH
  * when the process does not exist. */
 int proc_start_time(pid_t pid, uint64_t *ret);
