@@ -417,6 +417,42 @@ if [[ -z $OUT ]]; then pass "rm leaves no files in /var/lib/banger/vms"; else fa
 run_as "" sh -c 'find /run/banger -type s 2>/dev/null'
 if [[ -z $OUT ]]; then pass "rm leaves no sockets in /run/banger"; else fail "rm leaves no sockets in /run/banger" "$(tr '\n' ' ' <<<"$OUT")"; fi
 
+# bangerd killed by SIGKILL while a create boots the VM: the QEMU process
+# and its scope outlive bangerd. The next call must stop them, and the name
+# must be usable again.
+ct_run --user alice -- timeout 300 bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" \
+	killme >"$work/killme.out" 2>&1 &
+create_pid=$!
+scope_seen=
+for _ in $(seq 240); do
+	run_as "" systemctl list-units --all --plain --no-legend banger-vm-killme.scope
+	if [[ -n $OUT ]]; then
+		scope_seen=1
+		break
+	fi
+	sleep 0.5
+done
+run_as "" systemctl show -p MainPID --value bangerd.service
+bangerd_pid=$OUT
+if [[ -n $scope_seen && -n $bangerd_pid && $bangerd_pid != 0 ]]; then
+	expect_ok "bangerd is killed during vm create" "" kill -9 "$bangerd_pid"
+else
+	fail "bangerd is killed during vm create" "scope seen '$scope_seen', bangerd PID '$bangerd_pid'"
+fi
+wait "$create_pid"
+bctl vm list
+run_as "" systemctl list-units --all --plain --no-legend banger-vm-killme.scope
+if [[ -z $OUT ]]; then pass "restart stops the scope of killme"; else fail "restart stops the scope of killme" "$OUT"; fi
+run_as "" pgrep -x qemu-system-x86
+if [[ -z $OUT ]]; then pass "restart ends the QEMU process of killme"; else fail "restart ends the QEMU process of killme" "PIDs $OUT"; fi
+if [[ -n $(vm_state killme) ]]; then
+	expect_ok "vm rm killme after the interrupted create" alice bangerctl vm rm killme
+fi
+expect_ok "vm create killme again" alice bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" killme
+expect_ok "vm rm killme" alice bangerctl vm rm killme
+run_as "" pgrep -x qemu-system-x86
+if [[ -z $OUT ]]; then pass "vm rm killme leaves no QEMU process"; else fail "vm rm killme leaves no QEMU process" "PIDs $OUT"; fi
+
 # A build with -Db_sanitize=address,undefined reports memory errors,
 # undefined behaviour and leaks on stderr, which the journal keeps.
 run_as "" journalctl -b --no-pager -o cat -u bangerd.service

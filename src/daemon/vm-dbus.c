@@ -90,6 +90,20 @@ static int halt_and_clean(VmTask *t, char **ret_error)
         return 0;
 }
 
+/* Stops a scope of the VM's unit name that no process of bangerd watches, as left by a create
+ * or start that bangerd did not finish. Without this, systemd rejects the next scope of that
+ * name, and a Delete would leave the VMM running. */
+static void stop_leftover_scope(VmTask *t)
+{
+        int r;
+
+        if (t->old_pid > 0)
+                return;
+        r = scope_stop(t->unit, SCOPE_TIMEOUT_USEC);
+        if (r < 0)
+                log_warning_errno(r, "Failed to stop leftover scope '%s', ignoring: %m", t->unit);
+}
+
 static int run_task(Job *j, void *userdata, char **ret_error)
 {
         VmTask *t = userdata;
@@ -98,6 +112,7 @@ static int run_task(Job *j, void *userdata, char **ret_error)
 
         switch (t->operation) {
         case VM_OPERATION_START:
+                stop_leftover_scope(t);
                 return vm_boot(&t->boot, &t->pid, &t->start_time, ret_error);
 
         case VM_OPERATION_STOP:
@@ -108,7 +123,8 @@ static int run_task(Job *j, void *userdata, char **ret_error)
                         r = halt_and_clean(t, ret_error);
                         if (r < 0)
                                 return r;
-                }
+                } else
+                        stop_leftover_scope(t);
                 return vm_boot(&t->boot, &t->pid, &t->start_time, ret_error);
 
         case VM_OPERATION_DELETE:
@@ -116,7 +132,8 @@ static int run_task(Job *j, void *userdata, char **ret_error)
                         r = halt_and_clean(t, ret_error);
                         if (r < 0)
                                 return r;
-                }
+                } else
+                        stop_leftover_scope(t);
                 r = rm_rf(t->vm_dir);
                 if (r < 0) {
                         if (asprintf(ret_error, "Failed to remove '%s': %s", t->vm_dir,

@@ -465,12 +465,48 @@ void vm_unwatch_process(Vm *vm)
         vm->pidfd = safe_close(vm->pidfd);
 }
 
+/* Stops the scope that a create interrupted by the death of bangerd left running. The create
+ * job stores the record in state "created" with no pid before it boots the VM, so that record is
+ * all that remains. The VM files are complete at that point, so the VM stays and is marked
+ * stopped, where "vm start" and "vm rm" work. */
+static void reconcile_created(Vm *vm)
+{
+        VmRecord *rec = vm->record;
+        _cleanup_free_ char *active_state = NULL;
+        int r;
+
+        if (!rec->unit)
+                return;
+        r = scope_get_active_state(rec->unit, &active_state);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to read the state of scope '%s', ignoring: %m",
+                                  rec->unit);
+                return;
+        }
+        if (streq(active_state, "inactive"))
+                return;
+
+        log_field(LOG_NOTICE, "VM=%s",
+                  "Stopping scope '%s' (%s) that an interrupted create of VM '%s' left", rec->unit,
+                  active_state, rec->name);
+        r = scope_stop(rec->unit, SCOPE_TIMEOUT_USEC);
+        if (r < 0)
+                log_field_errno(LOG_WARNING, r, "VM=%s", "Failed to stop scope '%s', ignoring: %m",
+                                rec->unit);
+        cleanup_runtime(vm);
+        vm_set_state(vm, VM_STOPPED, "bangerd stopped while it was creating the VM");
+}
+
 void vm_reconcile(Vm *vm)
 {
         VmRecord *rec = vm->record;
         uint64_t start_time;
         int r;
 
+        if (rec->state == VM_CREATED) {
+                reconcile_created(vm);
+                return;
+        }
         if (rec->state != VM_RUNNING && rec->state != VM_STARTING && rec->state != VM_STOPPING)
                 return;
 
