@@ -417,6 +417,28 @@ if [[ -z $OUT ]]; then pass "rm leaves no files in /var/lib/banger/vms"; else fa
 run_as "" sh -c 'find /run/banger -type s 2>/dev/null'
 if [[ -z $OUT ]]; then pass "rm leaves no sockets in /run/banger"; else fail "rm leaves no sockets in /run/banger" "$(tr '\n' ' ' <<<"$OUT")"; fi
 
+# A second create of a name whose create is in flight joins that job only
+# when the caller and the request are the same. Another user, or other
+# settings, get an error instead of a silent success.
+ct_run --user alice -- timeout 300 bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" \
+	dup1 >"$work/dup1.out" 2>&1 &
+dup_pid=$!
+for _ in $(seq 240); do
+	run_as "" systemctl list-units --all --plain --no-legend banger-vm-dup1.scope
+	[[ -n $OUT ]] && break
+	sleep 0.5
+done
+expect_error "carol's create of alice's dup1 in flight fails" "in progress" carol \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" dup1
+expect_error "create of dup1 in flight with other memory fails" "in progress" alice \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" --memory 300 dup1
+if wait "$dup_pid"; then pass "first create of dup1 succeeds"; else fail "first create of dup1 succeeds" "$(tail -n 1 "$work/dup1.out")"; fi
+bctl vm list --json
+owner=$(jq -r '.[] | select(.name == "dup1") | .owner' <<<"$OUT" 2>/dev/null)
+run_as "" id -u alice
+if [[ -n $owner && $owner == "$OUT" ]]; then pass "dup1 belongs to alice"; else fail "dup1 belongs to alice" "owner '$owner'"; fi
+expect_ok "vm rm dup1" alice bangerctl vm rm dup1
+
 # bangerd killed by SIGKILL while a create boots the VM: the QEMU process
 # and its scope outlive bangerd. The next call must stop them, and the name
 # must be usable again.

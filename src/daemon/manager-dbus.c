@@ -909,6 +909,10 @@ typedef struct CreateParams {
 
         /* Set when the image is not in the store and the job pulls it first. */
         PullParams *image_pull;
+
+        /* The request as received, with the defaults filled in, to match a repeated CreateVM. */
+        char *request_image;
+        char *request_kernel; /* NULL when the request named no kernel */
 } CreateParams;
 
 static void create_params_free(void *userdata)
@@ -934,6 +938,8 @@ static void create_params_free(void *userdata)
         kernel_info_free(p->pulled_kernel);
         free(p->pulled_kernel_dir);
         pull_params_free(p->image_pull);
+        free(p->request_image);
+        free(p->request_kernel);
         free(p);
 }
 
@@ -1156,6 +1162,21 @@ static int read_create_spec(sd_bus_message *message, CreateSpec *spec, sd_bus_er
         return sd_bus_message_exit_container(message);
 }
 
+static bool strings_equal(const char *a, const char *b)
+{
+        if (!a || !b)
+                return a == b;
+        return streq(a, b);
+}
+
+/* Compares a CreateVM request with the one that started the running job p. */
+static bool create_matches(const CreateParams *p, uid_t uid, const CreateSpec *spec)
+{
+        return p->record->owner == uid && strings_equal(p->request_image, spec->image) &&
+               strings_equal(p->request_kernel, spec->kernel) && p->record->vcpus == spec->vcpus &&
+               p->record->memory_mib == spec->memory_mib && p->start == !!spec->start;
+}
+
 static Kernel *default_kernel(Manager *m)
 {
         if (m->config->default_kernel)
@@ -1363,10 +1384,25 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
 
-        /* A create already in flight for this name is the same job. */
+        r = sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+
+        /* A create in flight for this name is the same job only for the same caller and the
+         * same request, so nobody takes over another user's create or loses a setting. */
         j = job_manager_find_running(m->jobs, "create-vm", name);
-        if (j)
-                return reply_job(message, j);
+        if (j) {
+                if (create_matches(j->userdata, uid, &spec))
+                        return reply_job(message, j);
+                return sd_bus_error_setf(error, BUS_ERROR_EXISTS,
+                                         "A create of VM '%s' is in progress with other "
+                                         "settings or by another user: choose another name, "
+                                         "or wait for the create to finish",
+                                         name);
+        }
         if (manager_find_vm(m, name))
                 return sd_bus_error_setf(error, BUS_ERROR_EXISTS,
                                          "VM '%s' already exists: choose another name or delete "
@@ -1382,18 +1418,16 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                         return r;
         }
 
-        r = sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-
         p = calloc(1, sizeof(CreateParams));
         if (!p)
                 return -ENOMEM;
         p->manager = m;
         p->start = spec.start;
+        p->request_image = strdup(spec.image);
+        if (!p->request_image || (spec.kernel && !(p->request_kernel = strdup(spec.kernel)))) {
+                create_params_free(p);
+                return -ENOMEM;
+        }
         r = new_record(name, uid, image_name, kernel ? kernel->name : m->config->default_kernel,
                        daemon_config_choose_backend(m->config), &spec, &p->record);
         if (r >= 0)
