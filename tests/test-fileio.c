@@ -73,6 +73,54 @@ START_TEST(read_full_file_enforces_max)
 }
 END_TEST
 
+static const struct {
+        const char *content;
+        size_t max_size;
+        const char *expected; /* NULL when the call fails */
+        int error;
+} tails[] = {
+        { "qemu: could not open kernel\n", 300, "qemu: could not open kernel", 0 },
+        { "line one\nline two\n", 300, "line one; line two", 0 },
+        { "first line is long\nsecond\nthird\n", 12, "third", 0 },
+        { "first line is long\nsecond\nthird\n", 14, "second; third", 0 },
+        { "abcdefghij\nklm\n", 6, "klm", 0 },
+        { "no newline in the tail at all", 8, "l at all", 0 },
+        { "tab\there\r\n", 300, "tab here", 0 },
+        { "bad \x01\xff bytes\n", 300, "bad ?? bytes", 0 },
+        { "  \n\n\t\n", 300, NULL, -ENODATA },
+        { "", 300, NULL, -ENODATA },
+};
+
+START_TEST(read_file_tail_printable_table)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        int r;
+
+        ck_assert_int_ge(asprintf(&path, "%s/log", tmpdir), 0);
+        ck_assert_int_eq(
+                write_file_atomic(path, tails[_i].content, strlen(tails[_i].content), 0644), 0);
+        r = read_file_tail_printable(path, tails[_i].max_size, &text);
+        if (!tails[_i].expected) {
+                ck_assert_int_eq(r, tails[_i].error);
+                ck_assert_ptr_null(text);
+                return;
+        }
+        ck_assert_int_eq(r, 0);
+        ck_assert_str_eq(text, tails[_i].expected);
+        ck_assert_uint_le(strlen(text), tails[_i].max_size * 2);
+}
+END_TEST
+
+START_TEST(read_file_tail_printable_missing)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+
+        ck_assert_int_ge(asprintf(&path, "%s/absent", tmpdir), 0);
+        ck_assert_int_eq(read_file_tail_printable(path, 300, &text), -ENOENT);
+        ck_assert_ptr_null(text);
+}
+END_TEST
+
 START_TEST(mkdir_p_and_rm_rf_tree)
 {
         _cleanup_free_ char *deep = NULL, *top = NULL, *link = NULL;
@@ -107,6 +155,8 @@ int main(void)
         tcase_add_test(tc, atomic_write_rejects_slash_in_name);
         tcase_add_test(tc, read_full_file_enforces_max);
         tcase_add_test(tc, mkdir_p_and_rm_rf_tree);
+        tcase_add_loop_test(tc, read_file_tail_printable_table, 0, ELEMENTSOF(tails));
+        tcase_add_test(tc, read_file_tail_printable_missing);
         suite_add_tcase(s, tc);
 
         sr = srunner_create(s);

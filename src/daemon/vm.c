@@ -29,6 +29,7 @@
 #define QMP_TIMEOUT_USEC      (5 * USEC_PER_SEC)
 #define VM_TASKS_MAX          256
 #define MEMORY_HEADROOM_RATIO 1.25 /* QEMU's own memory on top of the guest's */
+#define QEMU_STDERR_TAIL_MAX  400  /* bytes of qemu.log that a boot error quotes */
 
 void vm_boot_params_done(VmBootParams *p)
 {
@@ -110,20 +111,42 @@ static void kill_and_reap(pid_t pid)
         (void)waitpid(pid, NULL, 0);
 }
 
+/* Builds the error for a QEMU that exited during boot from the end of its stderr, because a
+ * failed create removes qemu.log with the VM directory, and users cannot read that directory. */
+static int qemu_exit_error(const VmBootParams *p, char **ret_error)
+{
+        _cleanup_free_ char *qemu_log = path_join(p->vm_dir, "qemu.log");
+        _cleanup_free_ char *tail = NULL;
+        int r;
+
+        r = qemu_log ? read_file_tail_printable(qemu_log, QEMU_STDERR_TAIL_MAX, &tail) : -ENOMEM;
+        if (r < 0) {
+                log_field_errno(LOG_ERR, r, "VM=%s",
+                                "QEMU exited while VM '%s' was booting, "
+                                "and its stderr is unavailable: %m",
+                                p->name);
+                if (asprintf(ret_error,
+                             "QEMU exited while VM '%s' was booting and wrote nothing to stderr: "
+                             "check the kernel and QemuPath",
+                             p->name) < 0)
+                        *ret_error = NULL;
+                return -ECHILD;
+        }
+
+        log_field(LOG_ERR, "VM=%s", "QEMU exited while VM '%s' was booting: %s", p->name, tail);
+        if (asprintf(ret_error, "QEMU exited while VM '%s' was booting: %s", p->name, tail) < 0)
+                *ret_error = NULL;
+        return -ECHILD;
+}
+
 static int check_guest(const VmBootParams *p, const char *qmp_socket, pid_t pid, char **ret_error)
 {
         _cleanup_(qmp_closep) Qmp *q = NULL;
         _cleanup_free_ char *status = NULL;
         int r;
 
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-                if (asprintf(ret_error,
-                             "QEMU exited while VM '%s' was booting: see %s/qemu.log and "
-                             "console.log",
-                             p->name, p->vm_dir) < 0)
-                        *ret_error = NULL;
-                return -ECHILD;
-        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+                return qemu_exit_error(p, ret_error);
 
         r = qmp_open(qmp_socket, QMP_TIMEOUT_USEC, &q);
         if (r < 0)

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -230,4 +231,64 @@ int fsync_parent(const char *path)
         if (fd < 0)
                 return negative_errno();
         return fsync(fd) < 0 ? negative_errno() : 0;
+}
+
+int read_file_tail_printable(const char *path, size_t max_size, char **ret)
+{
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *raw = NULL, *text = NULL;
+        struct stat st;
+        off_t offset = 0;
+        ssize_t n;
+        size_t start = 0, end, length = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t)st.st_size > max_size)
+                offset = st.st_size - (off_t)max_size;
+
+        raw = malloc(max_size + 1);
+        text = malloc(max_size * 2 + 1);
+        if (!raw || !text)
+                return -ENOMEM;
+        n = pread(fd, raw, max_size, offset);
+        if (n < 0)
+                return negative_errno();
+        end = (size_t)n;
+
+        /* A tail that starts mid-file starts mid-line: skip to the next whole line. */
+        if (offset > 0) {
+                char *newline = memchr(raw, '\n', end);
+
+                if (newline && (size_t)(newline - raw) + 1 < end)
+                        start = (size_t)(newline - raw) + 1;
+        }
+        while (end > start && strchr(" \t\r\n", raw[end - 1]))
+                end--;
+        while (start < end && strchr(" \t\r\n", raw[start]))
+                start++;
+        if (start == end)
+                return -ENODATA;
+
+        for (size_t i = start; i < end; i++) {
+                unsigned char c = (unsigned char)raw[i];
+
+                if (c == '\n') {
+                        text[length++] = ';';
+                        text[length++] = ' ';
+                } else if (c == '\t' || c == '\r')
+                        text[length++] = ' ';
+                else if (c < 0x20 || c > 0x7e)
+                        text[length++] = '?';
+                else
+                        text[length++] = (char)c;
+        }
+        text[length] = '\0';
+        *ret = TAKE_PTR(text);
+        return 0;
 }

@@ -13,6 +13,12 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 /* Reads a whole regular file of at most max_size bytes; the result is NUL-terminated. */
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);
 
+/* Reads the last max_size bytes of path (all of it when shorter) as one line of text for an
+ * error message: it starts after the first newline in the tail unless the whole file fits,
+ * newlines and tabs become "; " and spaces, other bytes outside printable ASCII become '?', and
+ * leading and trailing blanks are dropped. An empty or missing file gives -ENODATA or -ENOENT. */
+int read_file_tail_printable(const char *path, size_t max_size, char **ret);
+
 /* Creates path and its missing parents with mode. Existing directories are not an error. */
 int mkdir_p(const char *path, mode_t mode);
 
