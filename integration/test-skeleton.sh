@@ -365,6 +365,10 @@ expect_clean_error "import of a file that is not a kernel" not-a-kernel \
 	bangerctl kernel import /var/tmp/not-a-kernel --name bogus
 expect_clean_error "vm create with an invalid name" 'Bad_Name!' \
 	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" 'Bad_Name!'
+expect_clean_error "vm create with more memory than the host" "MiB of physical memory" \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" --memory 4000000000 vm2
+expect_clean_error "vm create with too many vcpus" "Invalid vcpus 255" \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" --vcpus 255 vm2
 expect_clean_error "vm create with a duplicate name" vm1 \
 	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" vm1
 expect_output "vm1 survives the duplicate create" vm1 alice bangerctl vm exec vm1 -- cat /etc/hostname
@@ -428,10 +432,10 @@ for _ in $(seq 240); do
 	[[ -n $OUT ]] && break
 	sleep 0.5
 done
-expect_error "carol's create of alice's dup1 in flight fails" "in progress" carol \
-	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" dup1
 expect_error "create of dup1 in flight with other memory fails" "in progress" alice \
 	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" --memory 300 dup1
+expect_error "carol's create of alice's dup1 in flight fails" "in progress" carol \
+	bangerctl vm create --image "$IMAGE" --kernel "$KERNEL_NAME" dup1
 if wait "$dup_pid"; then pass "first create of dup1 succeeds"; else fail "first create of dup1 succeeds" "$(tail -n 1 "$work/dup1.out")"; fi
 bctl vm list --json
 owner=$(jq -r '.[] | select(.name == "dup1") | .owner' <<<"$OUT" 2>/dev/null)

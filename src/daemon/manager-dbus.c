@@ -22,6 +22,7 @@
 #include "polkit.h"
 #include "scope.h"
 #include "strv.h"
+#include "vm-limits.h"
 #include "vm.h"
 
 static uint64_t now_realtime_usec(void)
@@ -1191,9 +1192,12 @@ static Kernel *default_kernel(Manager *m)
 static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Image **ret_image,
                         char **ret_image_name, Kernel **ret_kernel, sd_bus_error *error)
 {
-        _cleanup_free_ char *normalized = NULL;
+        _cleanup_free_ char *normalized = NULL, *bad_resources = NULL;
         Image *image = NULL;
         Kernel *kernel = NULL;
+        uint64_t host_memory_mib;
+        long host_cpus;
+        int r;
 
         if (!spec->image)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
@@ -1230,14 +1234,15 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
                                                  "kernel import' or pass --kernel");
         }
 
-        if (spec->vcpus == 0 || spec->vcpus > 256)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Invalid vcpus %u for VM '%s': pass 1 to 256", spec->vcpus,
-                                         name);
-        if (spec->memory_mib < 64)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Invalid memory-mib %u for VM '%s': pass at least 64",
-                                         spec->memory_mib, name);
+        r = vm_host_resources(&host_cpus, &host_memory_mib);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the host's CPU count and memory: %m");
+        if (vm_resources_check(name, spec->vcpus, spec->memory_mib, host_cpus, host_memory_mib,
+                               &bad_resources) < 0) {
+                if (!bad_resources)
+                        return -ENOMEM;
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s", bad_resources);
+        }
 
         if (image)
                 normalized = strdup(image->name);
