@@ -24,6 +24,8 @@ builddir=$(cd "${1:-${BANGER_BUILDDIR:-$srcdir/build-ci-release}}" 2>/dev/null &
 
 # shellcheck source=integration/lib-container.sh
 source "$here/lib-container.sh"
+# shellcheck source=integration/lib-checks.sh
+source "$here/lib-checks.sh"
 
 REGISTRY=127.0.0.1:5000
 REGISTRY_DIR=/var/tmp/test-registry
@@ -38,89 +40,7 @@ VM=kinds-vm
 MOUNTS=/srv/banger-test
 BLOBS=/var/cache/banger/blobs/sha256
 
-passed=0
-failed=0
-
-pass() {
-	echo "ok   $1"
-	passed=$((passed + 1))
-}
-
-fail() {
-	echo "FAIL $1${2:+: $2}"
-	failed=$((failed + 1))
-}
-
-work=$(mktemp -d /tmp/banger-images.XXXXXX)
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-	ct_stop
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Run a command in the container as USER ("" for root) with a time limit,
-# and keep its exit status, stdout and stderr in RC, OUT and ERR.
-# NOTE: systemd-run expands ${NAME} in the command it runs, so the scripts
-# passed to it here use $NAME only.
-run_as() {
-	local user=$1
-	shift
-	local args=()
-	[[ -n $user ]] && args=(--user "$user")
-	RC=0
-	ct_run "${args[@]}" -- timeout 600 "$@" >"$work/out" 2>"$work/err" || RC=$?
-	OUT=$(cat "$work/out")
-	ERR=$(cat "$work/err")
-}
-
-last_error_line() {
-	local line
-	line=$(tail -n 1 <<<"$ERR")
-	[[ -n $line ]] || line=$(tail -n 1 <<<"$OUT")
-	echo "exit $RC${line:+, $line}"
-}
-
-expect_ok() {
-	local name=$1 user=$2
-	shift 2
-	run_as "$user" "$@"
-	if ((RC == 0)); then
-		pass "$name"
-	else
-		fail "$name" "$(last_error_line)"
-	fi
-}
-
-expect_output() {
-	local name=$1 expected=$2 user=$3
-	shift 3
-	run_as "$user" "$@"
-	if ((RC != 0)); then
-		fail "$name" "$(last_error_line)"
-	elif [[ $OUT != "$expected" ]]; then
-		fail "$name" "printed '$OUT', expected '$expected'"
-	else
-		pass "$name"
-	fi
-}
-
-# Pass when the command exits non-zero and its stderr contains NEEDLE.
-expect_error() {
-	local name=$1 needle=$2 user=$3
-	shift 3
-	run_as "$user" "$@"
-	if ((RC == 0)); then
-		fail "$name" "succeeded, expected an error naming '$needle'"
-	elif [[ $ERR != *"$needle"* ]]; then
-		fail "$name" "exit $RC, stderr does not contain '$needle': $(tail -n 1 <<<"$ERR")"
-	else
-		pass "$name"
-		echo "     $(tail -n 1 <<<"$ERR")"
-	fi
-}
+checks_init images
 
 # Print the paths under banger's state, runtime and cache directories.
 snapshot() {

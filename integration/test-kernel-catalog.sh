@@ -39,6 +39,8 @@ boot_mode=${BANGER_CATALOG_BOOT:-parallel}
 
 # shellcheck source=integration/lib-container.sh
 source "$here/lib-container.sh"
+# shellcheck source=integration/lib-checks.sh
+source "$here/lib-checks.sh"
 
 REGISTRY=127.0.0.1:5000
 IMAGE=$REGISTRY/busybox:latest
@@ -52,71 +54,9 @@ REGISTRY_CURSOR=/var/tmp/registry-journal.cursor
 CT_BANGERD_CONF=$(printf '[VM]\nAccelerator=tcg\nDefaultKernel=%s\n\n[Kernel]\nCatalogURL=http://127.0.0.1:%s/index.json\n\n[Registry]\nInsecureRegistries=%s\n\n[Daemon]\nIdleTimeoutSec=60\n' \
 	"$KERNEL_NAME" "$CATALOG_PORT" "$REGISTRY")
 
-passed=0
-failed=0
-
-pass() {
-	echo "ok   $1"
-	passed=$((passed + 1))
-}
-
-fail() {
-	echo "FAIL $1${2:+: $2}"
-	failed=$((failed + 1))
-}
-
-work=$(mktemp -d /tmp/banger-catalog.XXXXXX)
-cleanup() {
-	ct_stop
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Run a command in the container as USER ("" for root) with a time limit,
-# and keep its exit status, stdout and stderr in RC, OUT and ERR.
-run_as() {
-	local user=$1
-	shift
-	local args=()
-	[[ -n $user ]] && args=(--user "$user")
-	RC=0
-	ct_run "${args[@]}" -- timeout 900 "$@" >"$work/out" 2>"$work/err" || RC=$?
-	OUT=$(cat "$work/out")
-	ERR=$(cat "$work/err")
-}
-
-last_error_line() {
-	local line
-	line=$(tail -n 1 <<<"$ERR")
-	[[ -n $line ]] || line=$(tail -n 1 <<<"$OUT")
-	echo "exit $RC${line:+, $line}"
-}
-
-expect_ok() {
-	local name=$1 user=$2
-	shift 2
-	run_as "$user" "$@"
-	if ((RC == 0)); then
-		pass "$name"
-	else
-		fail "$name" "$(last_error_line)"
-	fi
-}
-
-expect_output() {
-	local name=$1 expected=$2 user=$3
-	shift 3
-	run_as "$user" "$@"
-	if ((RC != 0)); then
-		fail "$name" "$(last_error_line)"
-	elif [[ $OUT != "$expected" ]]; then
-		fail "$name" "printed '$OUT', expected '$expected'"
-	else
-		pass "$name"
-	fi
-}
+# Eight VMs booting at once under TCG make single commands slow.
+RUN_TIMEOUT=900
+checks_init catalog
 
 # Print "COUNT METHOD URI" for each request the registry completed since the
 # previous call, from docker-registry's "response completed" log lines.
@@ -257,7 +197,7 @@ if [[ $OUT == *"$KERNEL_NAME"* ]]; then pass "create pulled $KERNEL_NAME into th
 # reset must be unique, and the manifest and each blob it names must be
 # among them.
 requests=$(registry_requests)
-echo "$requests" | sed 's/^/     /'
+while IFS= read -r line; do echo "     $line"; done <<<"$requests"
 repeated=$(awk '$2 == "GET" && $1 != 1' <<<"$requests")
 if [[ -z $repeated ]]; then
 	pass "$vm_count creates fetch each registry object once"
