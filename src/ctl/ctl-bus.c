@@ -471,6 +471,22 @@ int ctl_print_json(json_object *j)
         return 0;
 }
 
+int ctl_print_list(const Table *t, json_object *array, bool json)
+{
+        int r;
+
+        if (json) {
+                r = ctl_print_json(array);
+                json_object_put(array);
+                return r;
+        }
+
+        r = table_print(t, stdout);
+        if (r < 0)
+                return ctl_log_errno(r, "Failed to write to standard output");
+        return 0;
+}
+
 struct JobWatch {
         sd_bus *bus;
         sd_bus_slot *slot_properties;

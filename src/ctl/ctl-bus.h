@@ -6,6 +6,8 @@
 #include <json-c/json.h>
 #include <systemd/sd-bus.h>
 
+#include "ctl-format.h"
+
 /* The client side of banger's D-Bus API (docs/API.md), shared by bangerctl's verbs. Failures
  * are printed to stderr by the function that detects them, in the form "bangerctl: Failed to ...:
  * <reason>", so callers only pass the negative errno on. */
@@ -72,6 +74,10 @@ int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const cha
 
 /* Prints a JSON value to stdout, pretty-printed on a terminal, followed by a newline. */
 int ctl_print_json(json_object *j);
+
+/* Prints the result of a list verb to stdout: array as JSON with json, t as a table otherwise.
+ * Takes ownership of array, which is NULL without json. */
+int ctl_print_list(const Table *t, json_object *array, bool json);
 
 typedef struct JobWatch JobWatch;
 

@@ -157,15 +157,7 @@ int verb_image_list(sd_bus *bus, const CtlArgs *args)
                 return ctl_log_errno(r, "Failed to list images");
         }
 
-        if (args->json) {
-                r = ctl_print_json(array);
-                json_object_put(array);
-                return r;
-        }
-        r = table_print(t, stdout);
-        if (r < 0)
-                return ctl_log_errno(r, "Failed to write to standard output");
-        return 0;
+        return ctl_print_list(t, array, args->json);
 }
 
 int verb_image_rm(sd_bus *bus, const CtlArgs *args)

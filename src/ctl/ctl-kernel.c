@@ -166,15 +166,7 @@ int verb_kernel_list(sd_bus *bus, const CtlArgs *args)
                 return ctl_log_errno(r, "Failed to list kernels");
         }
 
-        if (args->json) {
-                r = ctl_print_json(array);
-                json_object_put(array);
-                return r;
-        }
-        r = table_print(t, stdout);
-        if (r < 0)
-                return ctl_log_errno(r, "Failed to write to standard output");
-        return 0;
+        return ctl_print_list(t, array, args->json);
 }
 
 int verb_kernel_rm(sd_bus *bus, const CtlArgs *args)
