@@ -16,3 +16,7 @@
 /* Maps banger's error names to errno values; registered with sd_bus_error_add_map() by
  * bangerd and by clients so sd_bus_error_get_errno() returns a useful value. */
 extern const sd_bus_error_map banger_error_map[];
+
+/* Reads the a{sv} options argument of a method that takes no options. Fails with error set to
+ * InvalidArgument when the dictionary has a key. */
+int bus_reject_options(sd_bus_message *message, const char *method, sd_bus_error *error);

@@ -253,29 +253,6 @@ static int complete_pull_kernel(Job *j, int result, const char *error, void *use
         return job_set_result(j, k->path);
 }
 
-static int read_pull_kernel_options(sd_bus_message *message, sd_bus_error *error)
-{
-        const char *key;
-        int r;
-
-        r = sd_bus_message_enter_container(message, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(message, 'e', "sv");
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                r = sd_bus_message_read(message, "s", &key);
-                if (r < 0)
-                        return r;
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Unknown PullKernel option '%s': PullKernel takes no "
-                                         "options yet, pass an empty dictionary",
-                                         key);
-        }
-        return sd_bus_message_exit_container(message);
-}
-
 int method_pull_kernel(sd_bus_message *message, void *userdata, sd_bus_error *error)
 {
         Manager *m = userdata;
@@ -288,7 +265,7 @@ int method_pull_kernel(sd_bus_message *message, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(message, "s", &name);
         if (r < 0)
                 return r;
-        r = read_pull_kernel_options(message, error);
+        r = bus_reject_options(message, "PullKernel", error);
         if (r < 0 || sd_bus_error_is_set(error))
                 return r;
         if (kernel_name_check(name, &bad_name) < 0)

@@ -183,29 +183,6 @@ static int method_get_kernel(sd_bus_message *message, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(message, "o", k->path);
 }
 
-/* Rejects every key of an options dictionary that takes none. */
-static int reject_options(sd_bus_message *message, const char *method, sd_bus_error *error)
-{
-        const char *key;
-        int r;
-
-        r = sd_bus_message_enter_container(message, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(message, 'e', "sv");
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                r = sd_bus_message_read(message, "s", &key);
-                if (r < 0)
-                        return r;
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Unknown %s option '%s': %s takes no options", method, key,
-                                         method);
-        }
-        return sd_bus_message_exit_container(message);
-}
-
 static int reply_job(sd_bus_message *message, Job *j)
 {
         return sd_bus_reply_method_return(message, "o", j->path);
@@ -448,7 +425,7 @@ static int method_pull_image(sd_bus_message *message, void *userdata, sd_bus_err
         r = sd_bus_message_read(message, "s", &reference);
         if (r < 0)
                 return r;
-        r = reject_options(message, "PullImage", error);
+        r = bus_reject_options(message, "PullImage", error);
         if (r < 0 || sd_bus_error_is_set(error))
                 return r;
 
