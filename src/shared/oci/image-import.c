@@ -22,14 +22,6 @@
 #include "oci-ref.h"
 #include "strv.h"
 
-#define MIB (UINT64_C(1024) * 1024)
-/* The same sizing as image_pull(): 30 % headroom plus 64 MiB for the journal and metadata, in
- * a sparse file. */
-#define SIZE_HEADROOM_PERCENT 130
-#define SIZE_EXTRA            (64 * MIB)
-#define METADATA_PER_ENTRY    512 /* bytes: an inode slot and a directory entry, estimated */
-#define INODES_EXTRA          4096
-
 #define ARCHIVE_BLOCK       (64 * 1024)
 #define ARCHIVE_MEMBERS_MAX 65536 /* members of a docker-archive, far above what docker writes */
 #define OCI_LAYOUT_VERSION  "1.0.0"
@@ -1097,31 +1089,6 @@ static int import_rootfs(ImportState *s, char **ret_error)
 
 /* Writing the ext4 file */
 
-static int compute_size(ImportState *s, uint64_t *ret_size, uint64_t *ret_inodes, char **ret_error)
-{
-        LayerStats stats = {};
-        uint64_t content, size, inodes;
-        int r;
-
-        for (size_t i = 0; i < s->n_layers; i++) {
-                _cleanup_free_ char *layer_error = NULL;
-
-                r = layer_scan_file(s->layer_paths[i], &stats, &layer_error);
-                if (r < 0)
-                        return fail(ret_error, r, "Failed to read layer %zu of '%s': %s", i + 1,
-                                    s->name, layer_error ? layer_error : strerror(-r));
-        }
-
-        inodes = stats.entries * SIZE_HEADROOM_PERCENT / 100 + INODES_EXTRA;
-        content = stats.data_blocks * 4096 + stats.entries * METADATA_PER_ENTRY + inodes * 256;
-        size = content / 100 * SIZE_HEADROOM_PERCENT + SIZE_EXTRA;
-        size = (size + MIB - 1) / MIB * MIB;
-
-        *ret_size = size;
-        *ret_inodes = inodes;
-        return 0;
-}
-
 typedef struct UnpackProgress {
         const ImportState *state;
         uint64_t base;
@@ -1134,72 +1101,37 @@ static void on_layer_bytes(uint64_t done, void *userdata)
         report(p->state, IMAGE_PULL_STEP_UNPACK, p->base + done, p->state->layers_bytes);
 }
 
+static void on_layer_done(size_t index, void *userdata)
+{
+        UnpackProgress *p = userdata;
+        struct stat st;
+
+        if (stat(p->state->layer_paths[index], &st) >= 0)
+                p->base += (uint64_t)st.st_size;
+}
+
 static int unpack(ImportState *s, uint64_t *ret_size, char **ret_error)
 {
-        const ImageImportOptions *opts = s->opts;
-        _cleanup_unlink_ char *temp = NULL;
-        _cleanup_(ext4_writer_freep) Ext4Writer *w = NULL;
         UnpackProgress progress = { .state = s };
-        LayerApplyOptions apply = {
-                .cancel = opts->cancel,
-                .progress = on_layer_bytes,
-                .userdata = &progress,
+        LayerImageOptions build = {
+                .layer_paths = s->layer_paths,
+                .name = s->name,
+                .output_path = s->opts->output_path,
+                .apply = {
+                        .cancel = s->opts->cancel,
+                        .progress = on_layer_bytes,
+                        .userdata = &progress,
+                },
+                .layer_done = on_layer_done,
         };
-        uint64_t size = 0, inodes = 0;
         int r;
 
         report(s, IMAGE_PULL_STEP_UNPACK, 0, s->layers_bytes);
-        r = compute_size(s, &size, &inodes, ret_error);
+        r = layer_build_image(&build, ret_size, ret_error);
         if (r < 0)
                 return r;
 
-        r = tempfn_random(opts->output_path, &temp);
-        if (r < 0)
-                return r;
-        r = ext4_writer_create(temp, size, inodes, &w);
-        if (r < 0) {
-                if (r == -EEXIST)
-                        free(TAKE_PTR(temp));
-                return fail(ret_error, r, "Failed to create the image file '%s': %s", temp,
-                            strerror(-r));
-        }
-
-        for (size_t i = 0; i < s->n_layers; i++) {
-                _cleanup_free_ char *layer_error = NULL;
-                struct stat st;
-
-                if (cancelled(opts))
-                        return -ECANCELED;
-                r = layer_apply_file(w, s->layer_paths[i], &apply, &layer_error);
-                if (r == -ECANCELED)
-                        return r;
-                if (r < 0)
-                        return fail(ret_error, r, "Failed to apply layer %zu of '%s': %s", i + 1,
-                                    s->name, layer_error ? layer_error : strerror(-r));
-                if (stat(s->layer_paths[i], &st) >= 0)
-                        progress.base += (uint64_t)st.st_size;
-        }
-
-        r = layer_drop_ssh_host_keys(w);
-        if (r < 0)
-                return fail(ret_error, r, "Failed to remove the SSH host keys of '%s': %s", s->name,
-                            strerror(-r));
-
-        r = ext4_writer_close(TAKE_PTR(w));
-        if (r < 0)
-                return fail(ret_error, r, "Failed to write the image file '%s': %s", temp,
-                            strerror(-r));
-
-        /* Publish without replacing a file that appeared at output_path meanwhile. */
-        if (renameat2(AT_FDCWD, temp, AT_FDCWD, opts->output_path, RENAME_NOREPLACE) < 0) {
-                r = negative_errno();
-                return fail(ret_error, r, "Failed to move the image to '%s': %s", opts->output_path,
-                            strerror(-r));
-        }
-        free(TAKE_PTR(temp));
-        (void)fsync_parent(opts->output_path);
         report(s, IMAGE_PULL_STEP_UNPACK, s->layers_bytes, s->layers_bytes);
-        *ret_size = size;
         return 0;
 }
 

@@ -19,14 +19,6 @@
 #include "registry.h"
 #include "strv.h"
 
-#define MIB (UINT64_C(1024) * 1024)
-/* Sizing of the ext4 file from the layers' content: 30 % headroom plus 64 MiB for the
- * journal and metadata. The file is sparse, so unused headroom costs no disk space. */
-#define SIZE_HEADROOM_PERCENT 130
-#define SIZE_EXTRA            (64 * MIB)
-#define METADATA_PER_ENTRY    512 /* bytes: an inode slot and a directory entry, estimated */
-#define INODES_EXTRA          4096
-
 static const char *const step_table[_IMAGE_PULL_STEP_MAX] = {
         [IMAGE_PULL_STEP_RESOLVE] = "resolve",
         [IMAGE_PULL_STEP_DOWNLOAD] = "download",
@@ -244,97 +236,47 @@ static int download(PullState *s, char **ret_error)
         return 0;
 }
 
-static int compute_size(PullState *s, uint64_t *ret_size, uint64_t *ret_inodes, char **ret_error)
+static void on_layer_bytes(uint64_t done, void *userdata)
 {
-        LayerStats stats = {};
-        uint64_t content, size, inodes;
-        int r;
+        PullState *s = userdata;
 
-        for (size_t i = 0; s->layer_paths[i]; i++) {
-                r = layer_scan_file(s->layer_paths[i], &stats, ret_error);
-                if (r < 0)
-                        return r;
-        }
+        progress_report(&s->progress, done);
+}
 
-        inodes = stats.entries * SIZE_HEADROOM_PERCENT / 100 + INODES_EXTRA;
-        content = stats.data_blocks * 4096 + stats.entries * METADATA_PER_ENTRY + inodes * 256;
-        size = content / 100 * SIZE_HEADROOM_PERCENT + SIZE_EXTRA;
-        size = (size + MIB - 1) / MIB * MIB;
+static void on_layer_done(size_t index, void *userdata)
+{
+        PullState *s = userdata;
 
-        *ret_size = size;
-        *ret_inodes = inodes;
-        return 0;
+        s->progress.base += s->manifest->layers[index].size;
 }
 
 static int unpack(PullState *s, uint64_t *ret_size, char **ret_error)
 {
-        const ImagePullOptions *opts = s->opts;
-        _cleanup_unlink_ char *temp = NULL;
-        _cleanup_(ext4_writer_freep) Ext4Writer *w = NULL;
-        LayerApplyOptions apply = {
-                .cancel = opts->cancel,
-                .progress = on_bytes,
-                .userdata = &s->progress,
+        LayerImageOptions build = {
+                .layer_paths = s->layer_paths,
+                .layers = s->manifest->layers,
+                .name = s->name,
+                .output_path = s->opts->output_path,
+                .apply = {
+                        .cancel = s->opts->cancel,
+                        .progress = on_layer_bytes,
+                        .userdata = s,
+                },
+                .layer_done = on_layer_done,
         };
-        uint64_t size, inodes, total = 0;
+        uint64_t total = 0;
         int r;
 
         for (size_t i = 0; i < s->manifest->n_layers; i++)
                 total += s->manifest->layers[i].size;
         progress_start(&s->progress, IMAGE_PULL_STEP_UNPACK, total);
 
-        r = compute_size(s, &size, &inodes, ret_error);
+        r = layer_build_image(&build, ret_size, ret_error);
         if (r < 0)
                 return r;
-
-        r = tempfn_random(opts->output_path, &temp);
-        if (r < 0)
-                return r;
-        r = ext4_writer_create(temp, size, inodes, &w);
-        if (r < 0) {
-                if (r == -EEXIST)
-                        free(TAKE_PTR(temp));
-                return fail(ret_error, r, "Failed to create the image file '%s': %s", temp,
-                            strerror(-r));
-        }
-
-        for (size_t i = 0; s->layer_paths[i]; i++) {
-                _cleanup_free_ char *layer_error = NULL;
-
-                if (cancelled(opts))
-                        return -ECANCELED;
-                r = layer_apply_file(w, s->layer_paths[i], &apply, &layer_error);
-                if (r == -ECANCELED)
-                        return r;
-                if (r < 0)
-                        return fail(ret_error, r, "Failed to apply layer %zu of '%s' (%s): %s",
-                                    i + 1, s->name, s->manifest->layers[i].digest,
-                                    layer_error ? layer_error : strerror(-r));
-                s->progress.base += s->manifest->layers[i].size;
-        }
-
-        r = layer_drop_ssh_host_keys(w);
-        if (r < 0)
-                return fail(ret_error, r, "Failed to remove the SSH host keys of '%s': %s", s->name,
-                            strerror(-r));
-
-        r = ext4_writer_close(TAKE_PTR(w));
-        if (r < 0)
-                return fail(ret_error, r, "Failed to write the image file '%s': %s", temp,
-                            strerror(-r));
-
-        /* Publish without replacing a file that appeared at output_path meanwhile. */
-        if (renameat2(AT_FDCWD, temp, AT_FDCWD, opts->output_path, RENAME_NOREPLACE) < 0) {
-                r = negative_errno();
-                return fail(ret_error, r, "Failed to move the image to '%s': %s", opts->output_path,
-                            strerror(-r));
-        }
-        free(TAKE_PTR(temp));
-        (void)fsync_parent(opts->output_path);
 
         s->progress.base = 0;
         progress_report(&s->progress, total);
-        *ret_size = size;
         return 0;
 }
 

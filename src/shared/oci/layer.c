@@ -1,13 +1,16 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "fileio.h"
 #include "layer.h"
 #include "log.h"
 #include "macro.h"
@@ -17,6 +20,14 @@
 #define LAYER_PATH_MAX   4095 /* PATH_MAX without the NUL, as the guest kernel accepts */
 #define ARCHIVE_BLOCK    (64 * 1024)
 #define CAPABILITY_XATTR "security.capability"
+
+#define MIB (UINT64_C(1024) * 1024)
+/* Sizing of the ext4 file from the layers' content: 30 % headroom plus 64 MiB for the
+ * journal and metadata. The file is sparse, so unused headroom costs no disk space. */
+#define SIZE_HEADROOM_PERCENT 130
+#define SIZE_EXTRA            (64 * MIB)
+#define METADATA_PER_ENTRY    512 /* bytes: an inode slot and a directory entry, estimated */
+#define INODES_EXTRA          4096
 
 /* The set of paths that the layer being applied has created, because whiteouts and opaque
  * markers hide only content of lower layers. Open addressing with linear probing. */
@@ -470,4 +481,105 @@ int layer_drop_ssh_host_keys(Ext4Writer *w)
         int r = ext4_clear_dir(w, "etc/ssh", keep_unless_host_key, NULL);
 
         return r == -ENOENT || r == -ENOTDIR ? 0 : r;
+}
+
+static int image_size(const LayerImageOptions *opts, uint64_t *ret_size, uint64_t *ret_inodes,
+                      char **ret_error)
+{
+        LayerStats stats = {};
+        uint64_t content, size, inodes;
+        int r;
+
+        for (size_t i = 0; opts->layer_paths[i]; i++) {
+                _cleanup_free_ char *layer_error = NULL;
+
+                r = layer_scan_file(opts->layer_paths[i], &stats, &layer_error);
+                if (r < 0)
+                        return fail(ret_error, r, "Failed to read layer %zu of '%s': %s", i + 1,
+                                    opts->name, layer_error ? layer_error : strerror(-r));
+        }
+
+        inodes = stats.entries * SIZE_HEADROOM_PERCENT / 100 + INODES_EXTRA;
+        content = stats.data_blocks * 4096 + stats.entries * METADATA_PER_ENTRY + inodes * 256;
+        size = content / 100 * SIZE_HEADROOM_PERCENT + SIZE_EXTRA;
+        size = (size + MIB - 1) / MIB * MIB;
+
+        *ret_size = size;
+        *ret_inodes = inodes;
+        return 0;
+}
+
+static int apply_layers(Ext4Writer *w, const LayerImageOptions *opts, char **ret_error)
+{
+        int r;
+
+        for (size_t i = 0; opts->layer_paths[i]; i++) {
+                _cleanup_free_ char *layer_error = NULL;
+                const char *reason;
+
+                if (opts->apply.cancel && *opts->apply.cancel)
+                        return -ECANCELED;
+                r = layer_apply_file(w, opts->layer_paths[i], &opts->apply, &layer_error);
+                if (r == -ECANCELED)
+                        return r;
+                reason = layer_error ? layer_error : strerror(-r);
+                if (r < 0 && opts->layers)
+                        return fail(ret_error, r, "Failed to apply layer %zu of '%s' (%s): %s",
+                                    i + 1, opts->name, opts->layers[i].digest, reason);
+                if (r < 0)
+                        return fail(ret_error, r, "Failed to apply layer %zu of '%s': %s", i + 1,
+                                    opts->name, reason);
+                if (opts->layer_done)
+                        opts->layer_done(i, opts->apply.userdata);
+        }
+        return 0;
+}
+
+int layer_build_image(const LayerImageOptions *opts, uint64_t *ret_size, char **ret_error)
+{
+        _cleanup_unlink_ char *temp = NULL;
+        _cleanup_(ext4_writer_freep) Ext4Writer *w = NULL;
+        uint64_t size = 0, inodes = 0;
+        int r;
+
+        r = image_size(opts, &size, &inodes, ret_error);
+        if (r < 0)
+                return r;
+
+        r = tempfn_random(opts->output_path, &temp);
+        if (r < 0)
+                return r;
+        r = ext4_writer_create(temp, size, inodes, &w);
+        if (r < 0) {
+                if (r == -EEXIST)
+                        free(TAKE_PTR(temp));
+                return fail(ret_error, r, "Failed to create the image file '%s': %s", temp,
+                            strerror(-r));
+        }
+
+        r = apply_layers(w, opts, ret_error);
+        if (r < 0)
+                return r;
+
+        r = layer_drop_ssh_host_keys(w);
+        if (r < 0)
+                return fail(ret_error, r, "Failed to remove the SSH host keys of '%s': %s",
+                            opts->name, strerror(-r));
+
+        r = ext4_writer_close(TAKE_PTR(w));
+        if (r < 0)
+                return fail(ret_error, r, "Failed to write the image file '%s': %s", temp,
+                            strerror(-r));
+
+        /* Publish without replacing a file that appeared at output_path meanwhile. */
+        if (renameat2(AT_FDCWD, temp, AT_FDCWD, opts->output_path, RENAME_NOREPLACE) < 0) {
+                r = negative_errno();
+                return fail(ret_error, r, "Failed to move the image to '%s': %s", opts->output_path,
+                            strerror(-r));
+        }
+        free(TAKE_PTR(temp));
+        (void)fsync_parent(opts->output_path);
+
+        *ret_size = size;
+        return 0;
 }
