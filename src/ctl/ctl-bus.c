@@ -471,7 +471,7 @@ int ctl_print_json(json_object *j)
         return 0;
 }
 
-int ctl_print_list(const Table *t, json_object *array, bool json)
+static int print_list(const Table *t, json_object *array, bool json)
 {
         int r;
 
@@ -485,6 +485,42 @@ int ctl_print_list(const Table *t, json_object *array, bool json)
         if (r < 0)
                 return ctl_log_errno(r, "Failed to write to standard output");
         return 0;
+}
+
+int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *const *header,
+             size_t n_columns, bool json, CtlReadRow read_row, const char *what)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_table_free_ Table *t = NULL;
+        json_object *array = NULL;
+        int r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, method);
+        if (r < 0)
+                return r;
+
+        r = ctl_call(bus, m, 0, what, &reply);
+        if (r < 0)
+                return r;
+
+        r = table_new(&t, header, n_columns);
+        if (r >= 0 && json && !(array = json_object_new_array()))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', row_type);
+        while (r >= 0) {
+                r = read_row(reply, t, array);
+                if (r <= 0)
+                        break;
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                json_object_put(array);
+                return ctl_log_errno(r, "%s", what);
+        }
+
+        return print_list(t, array, json);
 }
 
 struct JobWatch {

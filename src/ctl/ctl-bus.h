@@ -1,6 +1,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -75,9 +76,14 @@ int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const cha
 /* Prints a JSON value to stdout, pretty-printed on a terminal, followed by a newline. */
 int ctl_print_json(json_object *j);
 
-/* Prints the result of a list verb to stdout: array as JSON with json, t as a table otherwise.
- * Takes ownership of array, which is NULL without json. */
-int ctl_print_list(const Table *t, json_object *array, bool json);
+/* Reads one row of a list reply into array when it is not NULL, into t otherwise. Returns 1
+ * after a row, 0 at the end of the list, or a negative errno. */
+typedef int (*CtlReadRow)(sd_bus_message *reply, Table *t, json_object *array);
+
+/* Calls the Manager's list method, whose reply is an array of row_type, and prints the rows:
+ * a table with header, or a JSON array with json. what is the message prefix on failure. */
+int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *const *header,
+             size_t n_columns, bool json, CtlReadRow read_row, const char *what);
 
 typedef struct JobWatch JobWatch;
 

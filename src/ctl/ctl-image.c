@@ -117,47 +117,30 @@ static int image_add_row(Table *t, const char *name, const char *reference, cons
         return 0;
 }
 
-int verb_image_list(sd_bus *bus, const CtlArgs *args)
+static int image_read_row(sd_bus_message *reply, Table *t, json_object *array)
 {
-        static const char *const header[] = { "NAME", "REFERENCE", "DIGEST", "SIZE", "CREATED" };
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_table_free_ Table *t = NULL;
-        json_object *array = NULL;
         const char *name, *reference, *digest, *path;
         uint64_t size, created;
         int r;
 
-        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ListImages");
-        if (r < 0)
+        r = sd_bus_message_read(reply, "(ssstto)", &name, &reference, &digest, &size, &created,
+                                &path);
+        if (r <= 0)
                 return r;
 
-        r = ctl_call(bus, m, 0, "Failed to list images", &reply);
-        if (r < 0)
-                return r;
+        if (array)
+                r = image_add_json(array, name, reference, digest, size, created, path);
+        else
+                r = image_add_row(t, name, reference, digest, size, created);
+        return r < 0 ? r : 1;
+}
 
-        r = table_new(&t, header, ELEMENTSOF(header));
-        if (r >= 0 && args->json && !(array = json_object_new_array()))
-                r = -ENOMEM;
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(ssstto)");
-        while (r >= 0) {
-                r = sd_bus_message_read(reply, "(ssstto)", &name, &reference, &digest, &size,
-                                        &created, &path);
-                if (r <= 0)
-                        break;
-                if (args->json)
-                        r = image_add_json(array, name, reference, digest, size, created, path);
-                else
-                        r = image_add_row(t, name, reference, digest, size, created);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r < 0) {
-                json_object_put(array);
-                return ctl_log_errno(r, "Failed to list images");
-        }
+int verb_image_list(sd_bus *bus, const CtlArgs *args)
+{
+        static const char *const header[] = { "NAME", "REFERENCE", "DIGEST", "SIZE", "CREATED" };
 
-        return ctl_print_list(t, array, args->json);
+        return ctl_list(bus, "ListImages", "(ssstto)", header, ELEMENTSOF(header), args->json,
+                        image_read_row, "Failed to list images");
 }
 
 int verb_image_rm(sd_bus *bus, const CtlArgs *args)

@@ -128,45 +128,28 @@ static int kernel_add_row(Table *t, const char *name, const char *version, const
         return 0;
 }
 
-int verb_kernel_list(sd_bus *bus, const CtlArgs *args)
+static int kernel_read_row(sd_bus_message *reply, Table *t, json_object *array)
 {
-        static const char *const header[] = { "NAME", "VERSION", "SOURCE" };
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_table_free_ Table *t = NULL;
-        json_object *array = NULL;
         const char *name, *version, *source, *path;
         int r;
 
-        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ListKernels");
-        if (r < 0)
+        r = sd_bus_message_read(reply, "(ssso)", &name, &version, &source, &path);
+        if (r <= 0)
                 return r;
 
-        r = ctl_call(bus, m, 0, "Failed to list kernels", &reply);
-        if (r < 0)
-                return r;
+        if (array)
+                r = kernel_add_json(array, name, version, source, path);
+        else
+                r = kernel_add_row(t, name, version, source);
+        return r < 0 ? r : 1;
+}
 
-        r = table_new(&t, header, ELEMENTSOF(header));
-        if (r >= 0 && args->json && !(array = json_object_new_array()))
-                r = -ENOMEM;
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(ssso)");
-        while (r >= 0) {
-                r = sd_bus_message_read(reply, "(ssso)", &name, &version, &source, &path);
-                if (r <= 0)
-                        break;
-                if (args->json)
-                        r = kernel_add_json(array, name, version, source, path);
-                else
-                        r = kernel_add_row(t, name, version, source);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r < 0) {
-                json_object_put(array);
-                return ctl_log_errno(r, "Failed to list kernels");
-        }
+int verb_kernel_list(sd_bus *bus, const CtlArgs *args)
+{
+        static const char *const header[] = { "NAME", "VERSION", "SOURCE" };
 
-        return ctl_print_list(t, array, args->json);
+        return ctl_list(bus, "ListKernels", "(ssso)", header, ELEMENTSOF(header), args->json,
+                        kernel_read_row, "Failed to list kernels");
 }
 
 int verb_kernel_rm(sd_bus *bus, const CtlArgs *args)

@@ -152,46 +152,29 @@ static int vm_add_row(Table *t, const char *name, const char *state, const char 
         return 0;
 }
 
-int verb_vm_list(sd_bus *bus, const CtlArgs *args)
+static int vm_read_row(sd_bus_message *reply, Table *t, json_object *array)
 {
-        static const char *const header[] = { "NAME", "STATE", "IMAGE", "OWNER" };
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_table_free_ Table *t = NULL;
-        json_object *array = NULL;
         const char *name, *state, *image, *path;
         uint32_t owner;
         int r;
 
-        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, "ListVMs");
-        if (r < 0)
+        r = sd_bus_message_read(reply, "(sssuo)", &name, &state, &image, &owner, &path);
+        if (r <= 0)
                 return r;
 
-        r = ctl_call(bus, m, 0, "Failed to list VMs", &reply);
-        if (r < 0)
-                return r;
+        if (array)
+                r = vm_add_json(array, name, state, image, owner, path);
+        else
+                r = vm_add_row(t, name, state, image, owner);
+        return r < 0 ? r : 1;
+}
 
-        r = table_new(&t, header, ELEMENTSOF(header));
-        if (r >= 0 && args->json && !(array = json_object_new_array()))
-                r = -ENOMEM;
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(sssuo)");
-        while (r >= 0) {
-                r = sd_bus_message_read(reply, "(sssuo)", &name, &state, &image, &owner, &path);
-                if (r <= 0)
-                        break;
-                if (args->json)
-                        r = vm_add_json(array, name, state, image, owner, path);
-                else
-                        r = vm_add_row(t, name, state, image, owner);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r < 0) {
-                json_object_put(array);
-                return ctl_log_errno(r, "Failed to list VMs");
-        }
+int verb_vm_list(sd_bus *bus, const CtlArgs *args)
+{
+        static const char *const header[] = { "NAME", "STATE", "IMAGE", "OWNER" };
 
-        return ctl_print_list(t, array, args->json);
+        return ctl_list(bus, "ListVMs", "(sssuo)", header, ELEMENTSOF(header), args->json,
+                        vm_read_row, "Failed to list VMs");
 }
 
 int verb_vm_show(sd_bus *bus, const CtlArgs *args)
