@@ -199,6 +199,36 @@ START_TEST(store_publish_replaces_existing)
 }
 END_TEST
 
+START_TEST(store_publish_with_record_writes_record)
+{
+        _cleanup_free_ char *tmp = NULL, *final = NULL, *record = NULL, *text = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+
+        ck_assert_int_eq(store_object_dir(tmpdir, STORE_IMAGES, "c:1", &final), 0);
+        ck_assert_int_eq(store_make_temp_dir(tmpdir, STORE_IMAGES, &tmp), 0);
+        ck_assert_int_eq(store_publish_with_record(tmp, "{\"name\":\"c:1\"}", final), 0);
+        ck_assert_int_eq(access(tmp, F_OK), -1);
+
+        ck_assert_int_ge(asprintf(&record, "%s/%s", final, STORE_RECORD), 0);
+        ck_assert_int_eq(read_full_file(record, 1024, &text, NULL), 0);
+        ck_assert_str_eq(text, "{\"name\":\"c:1\"}");
+        ck_assert_int_eq(store_list(tmpdir, STORE_IMAGES, &names), 0);
+        ck_assert_uint_eq(strv_length(names), 1);
+        ck_assert_str_eq(names[0], "c:1");
+}
+END_TEST
+
+START_TEST(store_publish_with_record_missing_dir)
+{
+        _cleanup_free_ char *tmp = NULL, *final = NULL;
+
+        ck_assert_int_ge(asprintf(&tmp, "%s/no-such-dir", tmpdir), 0);
+        ck_assert_int_ge(asprintf(&final, "%s/final", tmpdir), 0);
+        ck_assert_int_eq(store_publish_with_record(tmp, "{}", final), -ENOENT);
+        ck_assert_int_eq(access(final, F_OK), -1);
+}
+END_TEST
+
 START_TEST(store_list_skips_incomplete)
 {
         _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
@@ -309,6 +339,8 @@ int main(void)
         tcase_add_test(tc, vm_state_strings);
         tcase_add_test(tc, store_publish_and_list);
         tcase_add_test(tc, store_publish_replaces_existing);
+        tcase_add_test(tc, store_publish_with_record_writes_record);
+        tcase_add_test(tc, store_publish_with_record_missing_dir);
         tcase_add_test(tc, store_list_skips_incomplete);
         tcase_add_test(tc, store_removes_temporaries);
         tcase_add_test(tc, store_removes_partial_blobs);

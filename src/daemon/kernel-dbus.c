@@ -123,7 +123,7 @@ static int kernel_pull_locked(Job *j, const KernelPullRequest *req, const char *
                               KernelInfo **ret_info, char **ret_error)
 {
         _cleanup_(kernel_info_freep) KernelInfo *info = NULL;
-        _cleanup_free_ char *tmp = NULL, *json = NULL, *record = NULL;
+        _cleanup_free_ char *tmp = NULL, *json = NULL;
         int r;
 
         if (req->reuse_existing && kernel_read_record(final_dir, &info) >= 0) {
@@ -155,12 +155,8 @@ static int kernel_pull_locked(Job *j, const KernelPullRequest *req, const char *
                 goto fail;
 
         r = kernel_info_to_json(info, &json);
-        if (r >= 0 && asprintf(&record, "%s/%s", tmp, STORE_RECORD) < 0)
-                r = -ENOMEM;
         if (r >= 0)
-                r = write_file_atomic(record, json, strlen(json), 0644);
-        if (r >= 0)
-                r = store_publish_dir(tmp, final_dir);
+                r = store_publish_with_record(tmp, json, final_dir);
         if (r < 0) {
                 if (asprintf(ret_error, "Failed to store kernel '%s': %s", req->name,
                              strerror(-r)) < 0)

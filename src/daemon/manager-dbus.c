@@ -277,9 +277,7 @@ static int pull_into_temp_dir(Job *j, PullParams *p, char **ret_error)
 
         r = image_info_to_json(p->info, &json);
         if (r >= 0)
-                r = write_record_in(tmp, json);
-        if (r >= 0)
-                r = store_publish_dir(tmp, p->final_dir);
+                r = store_publish_with_record(tmp, json, p->final_dir);
         if (r < 0) {
                 set_error_text(ret_error, "Failed to store image '%s': %s", p->name, r);
                 goto fail;
@@ -516,9 +514,7 @@ static int run_image_import(Job *j, void *userdata, char **ret_error)
         if (r >= 0)
                 r = image_info_to_json(p->info, &json);
         if (r >= 0)
-                r = write_record_in(tmp, json);
-        if (r >= 0)
-                r = store_publish_dir(tmp, p->final_dir);
+                r = store_publish_with_record(tmp, json, p->final_dir);
         if (r < 0) {
                 set_error_text(ret_error, "Failed to store image '%s': %s", p->info->name, r);
                 goto fail;
@@ -725,9 +721,7 @@ static int run_import(Job *j, void *userdata, char **ret_error)
         if (r >= 0)
                 r = kernel_info_to_json(p->info, &json);
         if (r >= 0)
-                r = write_record_in(tmp, json);
-        if (r >= 0)
-                r = store_publish_dir(tmp, p->final_dir);
+                r = store_publish_with_record(tmp, json, p->final_dir);
         if (r < 0) {
                 set_error_text(ret_error, "Failed to store kernel '%s': %s", p->info->name, r);
                 goto fail;

@@ -246,6 +246,20 @@ int store_publish_dir(const char *tmp, const char *final)
         return r;
 }
 
+int store_publish_with_record(const char *tmp, const char *json, const char *final)
+{
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s", tmp, STORE_RECORD) < 0)
+                return -ENOMEM;
+        r = write_file_atomic(path, json, strlen(json), 0644);
+        if (r < 0)
+                return r;
+
+        return store_publish_dir(tmp, final);
+}
+
 static int compare_strings(const void *a, const void *b)
 {
         return strcmp(*(char *const *)a, *(char *const *)b);

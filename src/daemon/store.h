@@ -65,6 +65,10 @@ int store_make_temp_dir(const char *state_dir, const char *kind, char **ret);
  * (renameat2 RENAME_EXCHANGE) and its old contents removed afterwards. */
 int store_publish_dir(const char *tmp, const char *final);
 
+/* Writes json as the record of the object built in tmp, then publishes tmp at final as
+ * store_publish_dir() does. */
+int store_publish_with_record(const char *tmp, const char *json, const char *final);
+
 /* Lists the object names under STATE_DIR/KIND, unescaped and sorted. Entries starting with '.'
  * (temporary directories) and directories without a record are skipped. A missing KIND
  * directory gives an empty list. */
