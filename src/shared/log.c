@@ -59,7 +59,7 @@ int log_internal(int level, int error, const char *field, const char *format, ..
         if (level > max_level)
                 return ret;
 
-        /* %m in format means the error passed in, not whatever errno holds now. */
+        /* %m in format means the error passed in, not the current value of errno. */
         errno = error < 0 ? -error : error;
         va_start(ap, format);
         vsnprintf(buf, sizeof(buf), format, ap);
