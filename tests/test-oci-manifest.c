@@ -162,6 +162,11 @@ END_TEST
         "{\"mediaType\":\"" type "\",\"digest\":\"" digest "\",\"size\":500," \
         "\"platform\":{\"os\":\"" os "\",\"architecture\":\"" arch "\"}" extra "}"
 
+#define ENTRY_VARIANT(digest, arch, variant)                                                     \
+        "{\"mediaType\":\"" OCI_MEDIA_TYPE_MANIFEST "\",\"digest\":\"" digest "\",\"size\":500," \
+        "\"platform\":{\"os\":\"linux\",\"architecture\":\"" arch "\",\"variant\":\"" variant    \
+        "\"}}"
+
 #define ATTESTATION                                                                 \
         ",\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"," \
         "\"vnd.docker.reference.digest\":\"" D1 "\"}"
@@ -202,6 +207,23 @@ static const struct {
                                               ATTESTATION) "]}",
           "linux", "amd64", -ENOENT,
           "no variant for the platform 'linux/amd64' (available: linux/arm64, windows/amd64)" },
+        /* Without a requested variant, the baseline (no variant) wins over amd64/v3. */
+        { "{\"schemaVersion\":2,\"manifests\":[" ENTRY_VARIANT(D1, "amd64", "v3") "," ENTRY(
+                  OCI_MEDIA_TYPE_MANIFEST, D2, "linux", "amd64", "") "]}",
+          "linux", "amd64", 0, D2 },
+        /* Only another variant is there: it is taken. */
+        { "{\"schemaVersion\":2,\"manifests\":[" ENTRY_VARIANT(D1, "amd64", "v3") "]}", "linux",
+          "amd64", 0, D1 },
+        /* A requested variant must match. */
+        { "{\"schemaVersion\":2,\"manifests\":[" ENTRY_VARIANT(D1, "arm64", "v7") "," ENTRY_VARIANT(
+                  D2, "arm64", "v8") "]}",
+          "linux", "arm64/v8", 0, D2 },
+        /* An entry without a variant is the baseline, arm64 v8. */
+        { "{\"schemaVersion\":2,\"manifests\":[" ENTRY(OCI_MEDIA_TYPE_MANIFEST, D3, "linux",
+                                                       "arm64", "") "]}",
+          "linux", "arm64/v8", 0, D3 },
+        { "{\"schemaVersion\":2,\"manifests\":[" ENTRY_VARIANT(D1, "arm64", "v8") "]}", "linux",
+          "arm64/v7", -ENOENT, "'linux/arm64/v7' (available: linux/arm64/v8)" },
         { "{\"schemaVersion\":2,\"manifests\":[]}", "linux", "amd64", -ENOENT,
           "(available: none)" },
         { "{\"schemaVersion\":2}", "linux", "amd64", -EBADMSG, "no 'manifests' array" },

@@ -223,7 +223,8 @@ static int parse_descriptor(json_object *j, const char *what, uint64_t size_max,
         return 0;
 }
 
-static bool entry_is_runnable(json_object *entry, const char **ret_os, const char **ret_arch)
+static bool entry_is_runnable(json_object *entry, const char **ret_os, const char **ret_arch,
+                              const char **ret_variant)
 {
         json_object *platform, *annotations;
         const char *type = get_string(entry, "mediaType"), *reference_type = NULL;
@@ -238,17 +239,53 @@ static bool entry_is_runnable(json_object *entry, const char **ret_os, const cha
                 return false;
         *ret_os = get_string(platform, "os");
         *ret_arch = get_string(platform, "architecture");
+        *ret_variant = get_string(platform, "variant");
         return *ret_os && *ret_arch && !streq(*ret_os, "unknown") && !streq(*ret_arch, "unknown");
 }
 
-int oci_index_select(const char *data, size_t size, const char *os, const char *architecture,
+/* The variant an image without one is built for, per the OCI image index platform list. */
+static const char *baseline_variant(const char *architecture)
+{
+        if (streq(architecture, "arm64"))
+                return "v8";
+        if (streq(architecture, "amd64"))
+                return "v1";
+        return NULL;
+}
+
+/* Ranks an entry's variant against the requested one: 2 for an exact or baseline match, 1 for
+ * another variant of the architecture when none was requested, 0 for no match. */
+static int variant_rank(const char *entry_variant, const char *variant, const char *architecture)
+{
+        const char *baseline = baseline_variant(architecture);
+        bool entry_is_baseline = !entry_variant || (baseline && streq(entry_variant, baseline));
+
+        if (!variant)
+                return entry_is_baseline ? 2 : 1;
+        if (entry_variant)
+                return streq(entry_variant, variant) ? 2 : 0;
+        return baseline && streq(variant, baseline) ? 2 : 0;
+}
+
+int oci_index_select(const char *data, size_t size, const char *os, const char *platform_arch,
                      OciDescriptor *ret, char **ret_error)
 {
         _cleanup_json_ json_object *j = NULL;
-        _cleanup_free_ char *available = NULL;
-        json_object *manifests;
+        _cleanup_free_ char *available = NULL, *architecture = strdup(platform_arch);
+        json_object *manifests, *best = NULL;
+        const char *variant = NULL;
+        int best_rank = 0;
         size_t n;
         int r;
+
+        if (!architecture)
+                return -ENOMEM;
+        /* "arm64/v8" asks for a variant; "arm64" takes the baseline or, failing that, any. */
+        char *slash = strchr(architecture, '/');
+        if (slash) {
+                *slash = '\0';
+                variant = slash + 1;
+        }
 
         r = parse_json(data, size, OCI_MANIFEST_SIZE_MAX, "image index", &j, ret_error);
         if (r < 0)
@@ -261,28 +298,38 @@ int oci_index_select(const char *data, size_t size, const char *os, const char *
         n = json_object_array_length(manifests);
         for (size_t i = 0; i < n; i++) {
                 json_object *entry = json_object_array_get_idx(manifests, i);
-                const char *entry_os, *entry_arch;
+                const char *entry_os, *entry_arch, *entry_variant;
+                int rank;
 
                 if (!json_object_is_type(entry, json_type_object))
                         return fail(ret_error, -EBADMSG,
                                     "Entry %zu of the image index is not a JSON object", i);
-                if (!entry_is_runnable(entry, &entry_os, &entry_arch))
+                if (!entry_is_runnable(entry, &entry_os, &entry_arch, &entry_variant))
                         continue;
-                if (streq(entry_os, os) && streq(entry_arch, architecture))
-                        return parse_descriptor(entry, "selected manifest", OCI_MANIFEST_SIZE_MAX,
-                                                ret, ret_error);
+                rank = streq(entry_os, os) && streq(entry_arch, architecture)
+                               ? variant_rank(entry_variant, variant, architecture)
+                               : 0;
+                if (rank > best_rank) {
+                        best = entry;
+                        best_rank = rank;
+                }
 
                 char *joined;
-                if (asprintf(&joined, "%s%s%s/%s", strempty(available), available ? ", " : "",
-                             entry_os, entry_arch) < 0)
+                if (asprintf(&joined, "%s%s%s/%s%s%s", strempty(available), available ? ", " : "",
+                             entry_os, entry_arch, entry_variant ? "/" : "",
+                             strempty(entry_variant)) < 0)
                         return -ENOMEM;
                 free(available);
                 available = joined;
         }
 
+        if (best)
+                return parse_descriptor(best, "selected manifest", OCI_MANIFEST_SIZE_MAX, ret,
+                                        ret_error);
+
         return fail(ret_error, -ENOENT,
                     "The image has no variant for the platform '%s/%s' (available: %s)", os,
-                    architecture, available ? available : "none");
+                    platform_arch, available ? available : "none");
 }
 
 OciManifest *oci_manifest_free(OciManifest *m)

@@ -78,7 +78,10 @@ int oci_document_kind(const char *data, size_t size, const char *content_type, O
                       char **ret_error);
 
 /* Selects the manifest for os/architecture from an index, skipping entries that are no
- * runnable image: attestation manifests, "unknown" platforms and nested indexes. Returns
+ * runnable image: attestation manifests, "unknown" platforms and nested indexes.
+ * architecture may name a variant ("arm64/v8"), which must then match; an entry without a
+ * variant matches the architecture's baseline (amd64 v1, arm64 v8). Without a requested
+ * variant, an entry with none or with the baseline wins over other variants. Returns
  * -ENOENT with a message listing the available platforms when none matches. */
 int oci_index_select(const char *data, size_t size, const char *os, const char *architecture,
                      OciDescriptor *ret, char **ret_error);
