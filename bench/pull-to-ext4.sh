@@ -12,7 +12,8 @@
 #
 # Usage: bench/pull-to-ext4.sh BUILDDIR [WORKDIR]
 #
-# BUILDDIR is a finished meson build of banger, which holds bench/bench-pull. WORKDIR (default /var/tmp/banger-bench) keeps the
+# BUILDDIR is a finished meson build of banger, which contains
+# bench/bench-pull. WORKDIR (default /var/tmp/banger-bench) keeps the
 # debootstrap tree between runs. Must run as root. Needs debootstrap, umoci,
 # skopeo, docker-registry, hyperfine and GNU time (scripts/install-deps.sh,
 # bench list), and the Debian mirror of /etc/apt/sources.list* for the first

@@ -1,8 +1,8 @@
 #!/bin/bash
-# Run every test banger has: shellcheck on the shell scripts, the unit suites
-# under ASan and UBSan, the fuzz targets for a bounded number of runs, a
-# release build, and the integration scenarios in a booted systemd container
-# with VMs under QEMU (TCG).
+# Run every test banger has. That is shellcheck on the shell scripts, the unit
+# suites under ASan and UBSan, and the fuzz targets for a bounded number of
+# runs. Then a release build, and the integration scenarios in a booted
+# systemd container with VMs under QEMU (TCG).
 #
 # Usage: scripts/test.sh
 #

@@ -301,7 +301,7 @@ static void write_index_entry(FILE *f, const char *digest, size_t size, const ch
 
 /* Copies the layout and tags as "multi" an image index over it. The linux/amd64 entry is the
  * image itself. An attestation entry and a linux/arm64 entry point to a variant of its
- * manifest with an extra annotation, so its digest tells which entry a pull selected. */
+ * manifest with an extra annotation, so its digest shows which entry a pull selected. */
 static void build_index_layout(const char *layout, const char *index_layout)
 {
         _cleanup_free_ char *manifest_path = NULL, *manifest = NULL, *variant = NULL, *index = NULL,

@@ -76,8 +76,8 @@ int verb_vm_create(sd_bus *bus, const CtlArgs *args)
         return ctl_run_job(bus, m, what);
 }
 
-/* Calls a VM method; verb is the word for the error message ("start") and types the signature
- * of the method's single argument, "" when it takes none. */
+/* Calls a VM method. verb names the action in the error message ("start"), and types is the
+ * signature of the method's single argument, or "" when it takes none. */
 static int vm_call(sd_bus *bus, const CtlArgs *args, const char *verb, const char *member,
                    const char *types, int value)
 {

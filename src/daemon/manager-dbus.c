@@ -1367,8 +1367,8 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
 
-        /* A create in flight for this name is the same job only for the same caller and the
-         * same request, so nobody takes over another user's create or loses a setting. */
+        /* A create in flight for this name is joined only by the same caller with the same
+         * request, so no user takes over another user's create or loses a setting. */
         j = job_manager_find_running(m->jobs, "create-vm", name);
         if (j) {
                 if (create_matches(j->userdata, uid, &spec))

@@ -19,7 +19,7 @@
 int polkit_check(sd_bus_message *message, const char *action, const char *vm_name, const char *verb,
                  sd_bus_error *error);
 
-/* Checks ACTION_VM_MANAGE_ANY for a VM that owner, not the sender, owns. A denial says that the
- * VM belongs to another user, with the uid and, when getpwuid() finds it, the user name. */
+/* Checks ACTION_VM_MANAGE_ANY for a VM owned by owner rather than the sender. The denial
+ * message names the owner's uid and, when getpwuid() finds it, the user name. */
 int polkit_check_other_owner(sd_bus_message *message, const char *vm_name, uid_t owner,
                              const char *verb, sd_bus_error *error);

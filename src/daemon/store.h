@@ -4,9 +4,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* bangerd's on-disk store. Each object lives in STATE/KIND/ESCAPED-NAME/ beside a record.json
- * that is written after the files it describes; new objects are built in STATE/KIND/.tmp-XXXXXX
- * and renamed into place, so a reader never sees a half-built object. */
+/* bangerd's on-disk store. Each object lives in STATE/KIND/ESCAPED-NAME/ with a record.json
+ * that is written after the files it describes. New objects are built in
+ * STATE/KIND/.tmp-XXXXXX and renamed into place, so a reader never sees a half-built object. */
 
 #define STORE_IMAGES  "images"
 #define STORE_KERNELS "kernels"

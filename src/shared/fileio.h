@@ -4,9 +4,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Writes data to dir_fd/name following banger's publication rule: the bytes go to a temporary
- * sibling that is fsynced, renamed over name, and the directory is fsynced, so a reader sees
- * either the old file or the new one, never a partial one. */
+/* Writes data to dir_fd/name without exposing a partial file. The bytes go to a temporary
+ * sibling, which is fsynced and renamed over name, and then the directory is fsynced. A reader
+ * sees either the old file or the new one. */
 int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t size, mode_t mode);
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
 
@@ -14,9 +14,10 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);
 
 /* Reads the last max_size bytes of path (all of it when shorter) as one line of text for an
- * error message: it starts after the first newline in the tail unless the whole file fits,
- * newlines and tabs become "; " and spaces, other bytes outside printable ASCII become '?', and
- * leading and trailing blanks are dropped. An empty or missing file gives -ENODATA or -ENOENT. */
+ * error message. Unless the whole file fits, the text starts after the first newline in the
+ * tail. Newlines become "; ", tabs become spaces, other bytes outside printable ASCII become
+ * '?', and leading and trailing blanks are dropped. Returns -ENODATA for an empty file and
+ * -ENOENT for a missing one. */
 int read_file_tail_printable(const char *path, size_t max_size, char **ret);
 
 /* Creates path and its missing parents with mode. Existing directories are not an error. */

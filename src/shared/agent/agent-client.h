@@ -25,7 +25,7 @@ typedef struct AgentExecResult {
 
 AgentExecResult *agent_exec_result_free(AgentExecResult *r);
 
-/* Waits until the agent answers a handshake with a compatible protocol version.
+/* Waits until the agent replies to a handshake with a compatible protocol version.
  * Returns -ETIMEDOUT when timeout_usec passes first, -EPROTO on a version mismatch. */
 int agent_wait_ready(const char *socket_path, uint64_t timeout_usec);
 

@@ -7,10 +7,10 @@
 #include "macro.h"
 #include "strv.h"
 
-/* What a banger guest uses: PVH to boot the vmlinux directly, ACPI to find microvm's
- * virtio-mmio devices, the initramfs with devtmpfs, the ext4 root disk, the serial console,
- * the network, the agent's virtio console port, and the file systems and sockets that
- * banger-init and systemd in the container need. */
+/* Options a banger guest needs. PVH boots the vmlinux directly and ACPI finds microvm's
+ * virtio-mmio devices. The rest cover the initramfs with devtmpfs, the ext4 root disk, the serial
+ * console, the network, the agent's virtio console port, and the file systems and sockets that
+ * banger-init and an image's systemd use. */
 const char *const kconfig_guest_options[] = {
         "CONFIG_PVH",
         "CONFIG_ACPI",

@@ -22,8 +22,8 @@ typedef struct RegistryCredential {
         /* OAuth2 refresh token from an "identitytoken" entry or a helper's "<token>" user,
          * traded at the token realm for access tokens; NULL when none was given. */
         char *identity_token;
-        /* Where it came from, for messages: "credentials file 'PATH'" or "credential helper
-         * 'docker-credential-NAME' (named in 'PATH')". */
+        /* The credential's origin, for messages: "credentials file 'PATH'" or "credential
+         * helper 'docker-credential-NAME' (named in 'PATH')". */
         char *source;
 } RegistryCredential;
 

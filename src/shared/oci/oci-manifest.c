@@ -280,7 +280,7 @@ int oci_index_select(const char *data, size_t size, const char *os, const char *
 
         if (!architecture)
                 return -ENOMEM;
-        /* "arm64/v8" asks for a variant; "arm64" takes the baseline or, failing that, any. */
+        /* "arm64/v8" requests a variant. "arm64" takes the baseline, or any variant if none. */
         char *slash = strchr(architecture, '/');
         if (slash) {
                 *slash = '\0';

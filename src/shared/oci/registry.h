@@ -9,9 +9,9 @@
 #include "oci-ref.h"
 
 /* A client for the registry HTTP API v2 (the OCI distribution specification). It pulls
- * anonymously until a registry answers 401, then answers a Basic challenge with the credential
- * from the credentials file, or a Bearer challenge by fetching a token from the realm, with that
- * credential when the file has one. Mirrors of the registry are tried first, in order, and the
+ * anonymously until a registry returns 401. It then meets a Basic challenge with the credential
+ * from the credentials file, or a Bearer challenge by fetching a token from the realm (with that
+ * credential when the file has one). Mirrors of the registry are tried first, in order, and the
  * registry itself last. Every manifest and blob is checked against its sha256 digest.
  * Functions return a negative errno and, when ret_error is not NULL, a message for the user
  * that names the registry or the reference and what to do. Credentials and tokens are never
