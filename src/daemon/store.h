@@ -28,6 +28,12 @@ const char *vm_state_to_string(VmState s);
 VmState vm_state_from_string(const char *s);
 
 /* The persistent part of a VM, stored as vms/NAME/record.json. */
+typedef struct PortForward {
+        char *proto; /* "tcp" or "udp" */
+        uint16_t host_port;
+        uint16_t guest_port;
+} PortForward;
+
 typedef struct VmRecord {
         char *name;
         char *id; /* UUID, "8-4-4-4-12" lower-case hex */
@@ -43,6 +49,11 @@ typedef struct VmRecord {
         uint64_t start_time; /* field 22 of /proc/PID/stat, to recognise pid after a restart */
         char *unit;          /* the VMM's scope */
         char *backend;       /* "qemu" */
+        unsigned slot;       /* network slot, unique among VMs, 1 and up; 0 before allocation */
+        char *tap;           /* tap device while the VM runs, as banger-helper named it */
+        char *address;       /* guest IPv4 address, "A.B.C.D"; NULL before the first start */
+        PortForward *forwards; /* kept across stops, installed while the VM runs */
+        size_t n_forwards;
 } VmRecord;
 
 VmRecord *vm_record_free(VmRecord *r);
