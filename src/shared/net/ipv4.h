@@ -8,6 +8,10 @@
 
 #define IPV4_FORMAT_MAX 19 /* "255.255.255.255/32" and its NUL */
 
+/* The address a.b.c.d in host byte order. */
+#define IPV4_ADDR(a, b, c, d) \
+        ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
+
 typedef struct Ipv4Net {
         uint32_t addr; /* the network address: host bits are zero */
         unsigned prefix;
