@@ -3,10 +3,15 @@
 # a banger build installed into it, and run commands inside.
 #
 # Source this file, then:
-#   ct_boot NAME BUILDDIR [--bind-ro SRC[:DST]]...
+#   ct_boot NAME BUILDDIR [--bind-ro SRC[:DST]]... [--resolv-conf FILE]
+#           [--unpack-deb DEB]...
 #       Mount an overlay over / backed by a tmpfs, install BUILDDIR into it
 #       with `meson install`, create the test users and configuration, and
 #       boot it with systemd-nspawn. Returns when systemd inside is up.
+#       --resolv-conf copies FILE to the container's /etc/resolv.conf, which
+#       nspawn then leaves alone. --unpack-deb unpacks DEB into the overlay
+#       with `dpkg -x` and creates the users of its sysusers.d files. No
+#       maintainer script runs, so the host never gets the package.
 #   ct_run [--user USER] [--setenv KEY=VALUE]... [--stdin] -- CMD [ARG...]
 #       Run CMD inside as a transient service and return its exit status.
 #       stdin is /dev/null unless --stdin is given.
@@ -93,6 +98,25 @@ ct_install_build() {
 	fi
 }
 
+# Unpack a package into the overlay without running its maintainer scripts,
+# then create the system users its sysusers.d files declare. dpkg -x would
+# replace the links of a merged /usr (/lib, /sbin) with directories, so the
+# package goes to a staging directory first and tar keeps those links.
+ct_unpack_deb() {
+	local deb=$1 staging=$CT_STATE/unpack
+	rm -rf "$staging"
+	if ! dpkg -x "$deb" "$staging" ||
+		! tar -C "$staging" -cf - . | tar -C "$CT_ROOT" -xf - --keep-directory-symlink; then
+		ct_log "unpacking $deb into the container failed"
+		return 1
+	fi
+	rm -rf "$staging"
+	systemd-sysusers --root="$CT_ROOT" >&2 || {
+		ct_log "systemd-sysusers --root=$CT_ROOT failed after unpacking $deb"
+		return 1
+	}
+}
+
 ct_create_users() {
 	if ! chroot "$CT_ROOT" getent group banger >/dev/null; then
 		# NOTE: only a build without units/banger.sysusers gets here. The
@@ -129,7 +153,7 @@ ct_find_init() {
 ct_boot() {
 	local name=$1 builddir=$2
 	shift 2
-	local binds=() i state
+	local binds=() debs=() resolv_conf='' nspawn_opts=() i state deb
 
 	if [[ -n $CT_STATE ]]; then
 		ct_log "a container ($CT_NAME) is already running in this shell; call ct_stop first"
@@ -149,6 +173,15 @@ ct_boot() {
 			binds+=("--bind-ro=$2")
 			shift 2
 			;;
+		--resolv-conf)
+			resolv_conf=$2
+			nspawn_opts+=(--resolv-conf=off)
+			shift 2
+			;;
+		--unpack-deb)
+			debs+=("$2")
+			shift 2
+			;;
 		*)
 			ct_log "unknown ct_boot option '$1'"
 			return 1
@@ -163,6 +196,14 @@ ct_boot() {
 
 	ct_mount_root || return 1
 	ct_install_build "$builddir" || return 1
+	for deb in "${debs[@]}"; do
+		ct_unpack_deb "$deb" || return 1
+	done
+	if [[ -n $resolv_conf ]]; then
+		# The host's file may be a symbolic link; the container gets a file.
+		rm -f "$CT_ROOT/etc/resolv.conf"
+		cp "$resolv_conf" "$CT_ROOT/etc/resolv.conf" || return 1
+	fi
 	ct_prepare_systemd || return 1
 	ct_create_users || return 1
 	ct_write_config || return 1
@@ -174,7 +215,7 @@ ct_boot() {
 		echo "$BASHPID" >"/sys/fs/cgroup/unified/ci-$CT_NAME/cgroup.procs"
 		echo "$BASHPID" >"/sys/fs/cgroup/systemd/ci-$CT_NAME/cgroup.procs"
 		exec setsid systemd-nspawn -q -D "$CT_ROOT" -M "$CT_NAME" --register=no --keep-unit \
-			--private-network --link-journal=no --console=read-only "${binds[@]}" -b
+			--private-network --link-journal=no --console=read-only "${binds[@]}" "${nspawn_opts[@]}" -b
 	) </dev/null >"$CT_LOG" 2>&1 &
 	CT_NSPAWN_PID=$!
 
