@@ -44,6 +44,16 @@ static VmRecord *sample_record(void)
         r->start_time = 18446744073709551615ULL;
         r->unit = strdup("banger-vm-dev1.scope");
         r->backend = strdup("qemu");
+        r->slot = 7;
+        r->tap = strdup("bngtap7");
+        r->address = strdup("10.123.0.8");
+        r->n_forwards = 2;
+        r->forwards = calloc(2, sizeof(PortForward));
+        ck_assert_ptr_nonnull(r->forwards);
+        r->forwards[0] =
+                (PortForward){ .proto = strdup("tcp"), .host_port = 8080, .guest_port = 80 };
+        r->forwards[1] =
+                (PortForward){ .proto = strdup("udp"), .host_port = 65535, .guest_port = 1 };
         return r;
 }
 
@@ -68,6 +78,41 @@ START_TEST(vm_record_round_trip)
         ck_assert_uint_eq(out->start_time, in->start_time);
         ck_assert_str_eq(out->unit, in->unit);
         ck_assert_str_eq(out->backend, "qemu");
+        ck_assert_uint_eq(out->slot, 7);
+        ck_assert_str_eq(out->tap, "bngtap7");
+        ck_assert_str_eq(out->address, "10.123.0.8");
+        ck_assert_uint_eq(out->n_forwards, 2);
+        ck_assert_str_eq(out->forwards[0].proto, "tcp");
+        ck_assert_uint_eq(out->forwards[0].host_port, 8080);
+        ck_assert_uint_eq(out->forwards[0].guest_port, 80);
+        ck_assert_str_eq(out->forwards[1].proto, "udp");
+        ck_assert_uint_eq(out->forwards[1].host_port, 65535);
+        ck_assert_uint_eq(out->forwards[1].guest_port, 1);
+}
+END_TEST
+
+START_TEST(vm_record_network_fields_absent)
+{
+        _cleanup_(vm_record_freep) VmRecord *in = sample_record(), *out = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        in->slot = 0;
+        free(in->tap);
+        in->tap = NULL;
+        free(in->address);
+        in->address = NULL;
+        port_forwards_free(in->forwards, in->n_forwards);
+        in->forwards = NULL;
+        in->n_forwards = 0;
+        ck_assert_int_eq(vm_record_to_json(in, &json), 0);
+        ck_assert_ptr_null(strstr(json, "\"tap\""));
+        ck_assert_ptr_null(strstr(json, "\"address\""));
+        ck_assert_int_eq(vm_record_from_json(json, &out), 0);
+        ck_assert_uint_eq(out->slot, 0);
+        ck_assert_ptr_null(out->tap);
+        ck_assert_ptr_null(out->address);
+        ck_assert_ptr_null(out->forwards);
+        ck_assert_uint_eq(out->n_forwards, 0);
 }
 END_TEST
 
@@ -119,6 +164,163 @@ static const struct {
           "\"created_usec\":1,\"pid\":4294967296,\"start_time\":0}",
           -EBADMSG },
 };
+
+/* A record in the format written before VMs had networking, with none of its fields. */
+static const char old_record[] =
+        "{\"name\":\"dev1\",\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"owner\":1000,"
+        "\"image\":\"busybox\",\"kernel\":\"cloud\",\"vcpus\":1,\"memory_mib\":256,"
+        "\"created_usec\":1,\"state\":\"stopped\",\"pid\":0,\"start_time\":0,"
+        "\"unit\":\"banger-vm-dev1.scope\",\"backend\":\"qemu\"}";
+
+START_TEST(vm_record_loads_old_format)
+{
+        _cleanup_(vm_record_freep) VmRecord *out = NULL;
+
+        ck_assert_int_eq(vm_record_from_json(old_record, &out), 0);
+        ck_assert_str_eq(out->name, "dev1");
+        ck_assert_uint_eq(out->slot, 0);
+        ck_assert_ptr_null(out->tap);
+        ck_assert_ptr_null(out->address);
+        ck_assert_ptr_null(out->forwards);
+        ck_assert_uint_eq(out->n_forwards, 0);
+}
+END_TEST
+
+#define NET_RECORD(fields) "{\"name\":\"dev1\",\"state\":\"stopped\"," BASE "," fields "}"
+#define FORWARD(proto, host, guest) \
+        "{\"proto\":\"" proto "\",\"host_port\":" host ",\"guest_port\":" guest "}"
+
+static const struct {
+        const char *name;
+        const char *json;
+        int expected;
+} network_records[] = {
+        { "all fields",
+          NET_RECORD("\"slot\":3,\"tap\":\"bngtap3\",\"address\":\"10.0.0.4\","
+                     "\"forwards\":[" FORWARD("tcp", "2222", "22") "]"),
+          0 },
+        { "empty forwards", NET_RECORD("\"forwards\":[]"), 0 },
+        { "null forwards", NET_RECORD("\"forwards\":null"), 0 },
+        { "highest slot", NET_RECORD("\"slot\":65533"), 0 },
+        { "same port, tcp and udp",
+          NET_RECORD(
+                  "\"forwards\":[" FORWARD("tcp", "53", "53") "," FORWARD("udp", "53", "53") "]"),
+          0 },
+        { "slot above the maximum", NET_RECORD("\"slot\":65534"), -EBADMSG },
+        { "negative slot", NET_RECORD("\"slot\":-1"), -EBADMSG },
+        { "slot as string", NET_RECORD("\"slot\":\"3\""), -EBADMSG },
+        { "host port 0", NET_RECORD("\"forwards\":[" FORWARD("tcp", "0", "80") "]"), -EBADMSG },
+        { "guest port 0", NET_RECORD("\"forwards\":[" FORWARD("tcp", "80", "0") "]"), -EBADMSG },
+        { "host port 70000", NET_RECORD("\"forwards\":[" FORWARD("tcp", "70000", "80") "]"),
+          -EBADMSG },
+        { "guest port 70000", NET_RECORD("\"forwards\":[" FORWARD("udp", "80", "70000") "]"),
+          -EBADMSG },
+        { "proto sctp", NET_RECORD("\"forwards\":[" FORWARD("sctp", "80", "80") "]"), -EBADMSG },
+        { "proto upper case", NET_RECORD("\"forwards\":[" FORWARD("TCP", "80", "80") "]"),
+          -EBADMSG },
+        { "duplicate host port",
+          NET_RECORD(
+                  "\"forwards\":[" FORWARD("tcp", "80", "80") "," FORWARD("tcp", "80", "81") "]"),
+          -EBADMSG },
+        { "forward without guest port",
+          NET_RECORD("\"forwards\":[{\"proto\":\"tcp\",\"host_port\":80}]"), -EBADMSG },
+        { "forward not an object", NET_RECORD("\"forwards\":[80]"), -EBADMSG },
+        { "forwards not an array", NET_RECORD("\"forwards\":{}"), -EBADMSG },
+        { "tap name too long", NET_RECORD("\"tap\":\"bngtap1234567890\""), -EBADMSG },
+        { "empty tap name", NET_RECORD("\"tap\":\"\""), -EBADMSG },
+        { "tap name with slash", NET_RECORD("\"tap\":\"a/b\""), -EBADMSG },
+        { "address with prefix", NET_RECORD("\"address\":\"10.0.0.4/24\""), -EBADMSG },
+        { "address not IPv4", NET_RECORD("\"address\":\"fe80::1\""), -EBADMSG },
+};
+
+START_TEST(vm_record_network_table)
+{
+        _cleanup_(vm_record_freep) VmRecord *out = NULL;
+
+        ck_assert_msg(vm_record_from_json(network_records[_i].json, &out) ==
+                              network_records[_i].expected,
+                      "case '%s'", network_records[_i].name);
+        if (network_records[_i].expected < 0)
+                ck_assert_ptr_null(out);
+}
+END_TEST
+
+START_TEST(vm_record_network_values)
+{
+        _cleanup_(vm_record_freep) VmRecord *out = NULL;
+
+        ck_assert_int_eq(vm_record_from_json(network_records[0].json, &out), 0);
+        ck_assert_uint_eq(out->slot, 3);
+        ck_assert_str_eq(out->tap, "bngtap3");
+        ck_assert_str_eq(out->address, "10.0.0.4");
+        ck_assert_uint_eq(out->n_forwards, 1);
+        ck_assert_str_eq(out->forwards[0].proto, "tcp");
+        ck_assert_uint_eq(out->forwards[0].host_port, 2222);
+        ck_assert_uint_eq(out->forwards[0].guest_port, 22);
+}
+END_TEST
+
+START_TEST(vm_slot_pick_smallest_free)
+{
+        static const unsigned gap[] = { 3, 1, 2, 5 };
+        static const unsigned ignored[] = { 0, 65534, 70000 };
+        unsigned slot = 0;
+
+        ck_assert_int_eq(vm_slot_pick(NULL, 0, &slot), 0);
+        ck_assert_uint_eq(slot, 1);
+        ck_assert_int_eq(vm_slot_pick(gap, ELEMENTSOF(gap), &slot), 0);
+        ck_assert_uint_eq(slot, 4);
+        ck_assert_int_eq(vm_slot_pick(ignored, ELEMENTSOF(ignored), &slot), 0);
+        ck_assert_uint_eq(slot, 1);
+}
+END_TEST
+
+START_TEST(vm_slot_pick_all_taken)
+{
+        _cleanup_free_ unsigned *used = calloc(65533, sizeof(unsigned));
+        unsigned slot = 0;
+
+        ck_assert_ptr_nonnull(used);
+        for (unsigned i = 0; i < 65533; i++)
+                used[i] = 65533 - i;
+        ck_assert_int_eq(vm_slot_pick(used, 65533, &slot), -ENOSPC);
+        ck_assert_uint_eq(slot, 0);
+
+        used[100] = 0; /* frees slot 65433 */
+        ck_assert_int_eq(vm_slot_pick(used, 65533, &slot), 0);
+        ck_assert_uint_eq(slot, 65433);
+}
+END_TEST
+
+START_TEST(vm_mac_from_id_stable)
+{
+        char a[VM_MAC_STRING_MAX], b[VM_MAC_STRING_MAX], c[VM_MAC_STRING_MAX];
+
+        ck_assert_int_eq(vm_mac_from_id("0f8fad5b-d9cb-469f-a165-70867728950e", a), 0);
+        ck_assert_int_eq(vm_mac_from_id("0f8fad5b-d9cb-469f-a165-70867728950e", b), 0);
+        ck_assert_str_eq(a, b);
+        /* 02, then for byte k (1 to 5) the UUID's bytes k-1, k+4, k+9 (and 15 for k = 1) XORed
+         * together. */
+        ck_assert_str_eq(a, "02:ba:4f:45:d2:29");
+
+        /* Ids that differ in their last byte only get different addresses. */
+        ck_assert_int_eq(vm_mac_from_id("0f8fad5b-d9cb-469f-a165-70867728950f", c), 0);
+        ck_assert_str_ne(a, c);
+        ck_assert_str_eq(c, "02:bb:4f:45:d2:29");
+}
+END_TEST
+
+START_TEST(vm_mac_from_id_rejects_bad_id)
+{
+        char mac[VM_MAC_STRING_MAX] = "unchanged";
+
+        ck_assert_int_eq(vm_mac_from_id(NULL, mac), -EINVAL);
+        ck_assert_int_eq(vm_mac_from_id("", mac), -EINVAL);
+        ck_assert_int_eq(vm_mac_from_id("x", mac), -EINVAL);
+        ck_assert_int_eq(vm_mac_from_id("0f8fad5b-d9cb-469f-a165-70867728950", mac), -EINVAL);
+        ck_assert_str_eq(mac, "unchanged");
+}
+END_TEST
 
 START_TEST(vm_record_parse_table)
 {
@@ -335,6 +537,14 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, vm_record_round_trip);
         tcase_add_test(tc, vm_record_optional_fields_absent);
+        tcase_add_test(tc, vm_record_network_fields_absent);
+        tcase_add_test(tc, vm_record_loads_old_format);
+        tcase_add_loop_test(tc, vm_record_network_table, 0, ELEMENTSOF(network_records));
+        tcase_add_test(tc, vm_record_network_values);
+        tcase_add_test(tc, vm_slot_pick_smallest_free);
+        tcase_add_test(tc, vm_slot_pick_all_taken);
+        tcase_add_test(tc, vm_mac_from_id_stable);
+        tcase_add_test(tc, vm_mac_from_id_rejects_bad_id);
         tcase_add_loop_test(tc, vm_record_parse_table, 0, ELEMENTSOF(records));
         tcase_add_test(tc, vm_state_strings);
         tcase_add_test(tc, store_publish_and_list);

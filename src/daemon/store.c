@@ -1,15 +1,19 @@
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
+#include <systemd/sd-id128.h>
 
 #include "fileio.h"
+#include "helper-bus.h"
 #include "macro.h"
 #include "name.h"
 #include "store.h"
@@ -48,8 +52,23 @@ VmRecord *vm_record_free(VmRecord *r)
         free(r->state_reason);
         free(r->unit);
         free(r->backend);
+        free(r->tap);
+        free(r->address);
+        port_forwards_free(r->forwards, r->n_forwards);
         free(r);
         return NULL;
+}
+
+void port_forwards_free(PortForward *forwards, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(forwards[i].proto);
+        free(forwards);
+}
+
+bool port_forward_proto_is_valid(const char *proto)
+{
+        return proto && (streq(proto, "tcp") || streq(proto, "udp"));
 }
 
 static void json_object_putp(json_object **o)
@@ -77,6 +96,31 @@ static int add_string(json_object *o, const char *key, const char *value)
         return add(o, key, json_object_new_string(value));
 }
 
+/* Returns a new array, or NULL when out of memory. */
+static json_object *forwards_to_json(const PortForward *forwards, size_t n)
+{
+        json_object *a = json_object_new_array();
+
+        if (!a)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                json_object *f = json_object_new_object();
+
+                if (!f || json_object_array_add(a, f) < 0) {
+                        json_object_put(f);
+                        json_object_put(a);
+                        return NULL;
+                }
+                if (add_string(f, "proto", forwards[i].proto) < 0 ||
+                    add(f, "host_port", json_object_new_int64(forwards[i].host_port)) < 0 ||
+                    add(f, "guest_port", json_object_new_int64(forwards[i].guest_port)) < 0) {
+                        json_object_put(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
 int vm_record_to_json(const VmRecord *r, char **ret)
 {
         _cleanup_json_ json_object *o = json_object_new_object();
@@ -95,7 +139,10 @@ int vm_record_to_json(const VmRecord *r, char **ret)
             add_string(o, "state_reason", r->state_reason) < 0 ||
             add(o, "pid", json_object_new_int64(r->pid)) < 0 ||
             add(o, "start_time", json_object_new_uint64(r->start_time)) < 0 ||
-            add_string(o, "unit", r->unit) < 0 || add_string(o, "backend", r->backend) < 0)
+            add_string(o, "unit", r->unit) < 0 || add_string(o, "backend", r->backend) < 0 ||
+            add(o, "slot", json_object_new_int64(r->slot)) < 0 ||
+            add_string(o, "tap", r->tap) < 0 || add_string(o, "address", r->address) < 0 ||
+            add(o, "forwards", forwards_to_json(r->forwards, r->n_forwards)) < 0)
                 return -ENOMEM;
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -143,12 +190,108 @@ static int get_uint(json_object *o, const char *key, uint64_t max, uint64_t *ret
         return 0;
 }
 
+/* Reads key when present; a missing key gives 0. */
+static int get_uint_optional(json_object *o, const char *key, uint64_t max, uint64_t *ret)
+{
+        if (!json_object_object_get_ex(o, key, NULL)) {
+                *ret = 0;
+                return 0;
+        }
+        return get_uint(o, key, max, ret);
+}
+
+static int get_port(json_object *o, const char *key, uint16_t *ret)
+{
+        uint64_t port;
+        int r;
+
+        r = get_uint(o, key, UINT16_MAX, &port);
+        if (r < 0)
+                return r;
+        if (port == 0)
+                return -EBADMSG;
+        *ret = port;
+        return 0;
+}
+
+static int parse_forward(json_object *f, PortForward *ret)
+{
+        int r;
+
+        if (!json_object_is_type(f, json_type_object))
+                return -EBADMSG;
+        r = get_string(f, "proto", true, &ret->proto);
+        if (r < 0)
+                return r;
+        if (!port_forward_proto_is_valid(ret->proto))
+                return -EBADMSG;
+        r = get_port(f, "host_port", &ret->host_port);
+        if (r < 0)
+                return r;
+        return get_port(f, "guest_port", &ret->guest_port);
+}
+
+/* Reads the optional "forwards" array. Two forwards of one protocol and host port cannot both
+ * be installed, so a record with both is rejected. */
+static int get_forwards(json_object *o, PortForward **ret, size_t *ret_n)
+{
+        PortForward *forwards;
+        json_object *a;
+        size_t n;
+        int r = 0;
+
+        if (!json_object_object_get_ex(o, "forwards", &a) ||
+            json_object_is_type(a, json_type_null)) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        if (!json_object_is_type(a, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(a);
+        if (n == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        forwards = calloc(n, sizeof(PortForward));
+        if (!forwards)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                r = parse_forward(json_object_array_get_idx(a, i), &forwards[i]);
+                for (size_t j = 0; j < i && r >= 0; j++)
+                        if (forwards[j].host_port == forwards[i].host_port &&
+                            streq(forwards[j].proto, forwards[i].proto))
+                                r = -EBADMSG;
+        }
+        if (r < 0) {
+                port_forwards_free(forwards, n);
+                return r;
+        }
+        *ret = forwards;
+        *ret_n = n;
+        return 0;
+}
+
+/* Checks the network fields: a tap name fits a link name, and the address is dotted IPv4. */
+static int check_network_fields(const VmRecord *r)
+{
+        struct in_addr a;
+
+        if (r->tap && (isempty(r->tap) || strlen(r->tap) >= IFNAMSIZ || strchr(r->tap, '/')))
+                return -EBADMSG;
+        if (r->address && inet_pton(AF_INET, r->address, &a) != 1)
+                return -EBADMSG;
+        return 0;
+}
+
 int vm_record_from_json(const char *json, VmRecord **ret)
 {
         _cleanup_(vm_record_freep) VmRecord *r = calloc(1, sizeof(VmRecord));
         _cleanup_json_ json_object *o = NULL;
         _cleanup_free_ char *state = NULL;
-        uint64_t owner, vcpus, memory, pid;
+        uint64_t owner, vcpus, memory, pid, slot;
         int k;
 
         if (!r)
@@ -164,7 +307,9 @@ int vm_record_from_json(const char *json, VmRecord **ret)
             (k = get_string(o, "state", true, &state)) < 0 ||
             (k = get_string(o, "state_reason", false, &r->state_reason)) < 0 ||
             (k = get_string(o, "unit", false, &r->unit)) < 0 ||
-            (k = get_string(o, "backend", true, &r->backend)) < 0)
+            (k = get_string(o, "backend", true, &r->backend)) < 0 ||
+            (k = get_string(o, "tap", false, &r->tap)) < 0 ||
+            (k = get_string(o, "address", false, &r->address)) < 0)
                 return k;
 
         if ((k = get_uint(o, "owner", UINT32_MAX - 1, &owner)) < 0 ||
@@ -172,10 +317,12 @@ int vm_record_from_json(const char *json, VmRecord **ret)
             (k = get_uint(o, "memory_mib", UINT32_MAX, &memory)) < 0 ||
             (k = get_uint(o, "created_usec", UINT64_MAX, &r->created_usec)) < 0 ||
             (k = get_uint(o, "pid", INT32_MAX, &pid)) < 0 ||
-            (k = get_uint(o, "start_time", UINT64_MAX, &r->start_time)) < 0)
+            (k = get_uint(o, "start_time", UINT64_MAX, &r->start_time)) < 0 ||
+            (k = get_uint_optional(o, "slot", HELPER_MAX_SLOT, &slot)) < 0 ||
+            (k = get_forwards(o, &r->forwards, &r->n_forwards)) < 0)
                 return k;
 
-        if (vm_name_check(r->name, NULL) < 0)
+        if (vm_name_check(r->name, NULL) < 0 || check_network_fields(r) < 0)
                 return -EBADMSG;
         r->state = vm_state_from_string(state);
         if (r->state < 0)
@@ -184,8 +331,44 @@ int vm_record_from_json(const char *json, VmRecord **ret)
         r->vcpus = vcpus;
         r->memory_mib = memory;
         r->pid = pid;
+        r->slot = slot;
 
         *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int vm_slot_pick(const unsigned *used, size_t n_used, unsigned *ret)
+{
+        _cleanup_free_ uint8_t *taken = calloc(HELPER_MAX_SLOT / 8 + 1, 1);
+
+        if (!taken)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_used; i++)
+                if (used[i] > 0 && used[i] <= HELPER_MAX_SLOT)
+                        taken[used[i] / 8] |= 1U << (used[i] % 8);
+
+        for (unsigned slot = 1; slot <= HELPER_MAX_SLOT; slot++)
+                if (!(taken[slot / 8] & (1U << (slot % 8)))) {
+                        *ret = slot;
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+int vm_mac_from_id(const char *id, char ret[VM_MAC_STRING_MAX])
+{
+        uint8_t mac[6] = { 0x02 }; /* locally administered, unicast */
+        sd_id128_t uuid;
+
+        if (!id || sd_id128_from_string(id, &uuid) < 0)
+                return -EINVAL;
+
+        /* Every byte of the id counts, so ids that share a prefix still differ. */
+        for (size_t i = 0; i < sizeof(uuid.bytes); i++)
+                mac[1 + i % 5] ^= uuid.bytes[i];
+
+        snprintf(ret, VM_MAC_STRING_MAX, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+                 mac[3], mac[4], mac[5]);
         return 0;
 }
 

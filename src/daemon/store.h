@@ -44,17 +44,21 @@ typedef struct VmRecord {
         unsigned memory_mib;
         uint64_t created_usec; /* CLOCK_REALTIME */
         VmState state;
-        char *state_reason;  /* why the VM failed or stopped; NULL when none */
-        pid_t pid;           /* the VMM process, 0 when none */
-        uint64_t start_time; /* field 22 of /proc/PID/stat, to recognise pid after a restart */
-        char *unit;          /* the VMM's scope */
-        char *backend;       /* "qemu" */
-        unsigned slot;       /* network slot, unique among VMs, 1 and up; 0 before allocation */
-        char *tap;           /* tap device while the VM runs, as banger-helper named it */
-        char *address;       /* guest IPv4 address, "A.B.C.D"; NULL before the first start */
+        char *state_reason;    /* why the VM failed or stopped; NULL when none */
+        pid_t pid;             /* the VMM process, 0 when none */
+        uint64_t start_time;   /* field 22 of /proc/PID/stat, to recognise pid after a restart */
+        char *unit;            /* the VMM's scope */
+        char *backend;         /* "qemu" */
+        unsigned slot;         /* network slot, unique among VMs, 1 and up; 0 before allocation */
+        char *tap;             /* tap device while the VM runs, as banger-helper named it */
+        char *address;         /* guest IPv4 address, "A.B.C.D"; NULL before the first start */
         PortForward *forwards; /* kept across stops, installed while the VM runs */
         size_t n_forwards;
 } VmRecord;
+
+void port_forwards_free(PortForward *forwards, size_t n);
+/* True for "tcp" and "udp". */
+bool port_forward_proto_is_valid(const char *proto);
 
 VmRecord *vm_record_free(VmRecord *r);
 static inline void vm_record_freep(VmRecord **r)
@@ -65,6 +69,17 @@ static inline void vm_record_freep(VmRecord **r)
 int vm_record_to_json(const VmRecord *r, char **ret);
 /* Returns -EBADMSG for JSON that is not a valid VM record. */
 int vm_record_from_json(const char *json, VmRecord **ret);
+
+/* The smallest network slot from 1 to HELPER_MAX_SLOT that is not in used (any order; 0 and
+ * values out of range are ignored). Returns -ENOSPC when every slot is taken. */
+int vm_slot_pick(const unsigned *used, size_t n_used, unsigned *ret);
+
+#define VM_MAC_STRING_MAX 18 /* "02:xx:xx:xx:xx:xx" and its NUL */
+
+/* The guest's MAC address, derived from the VM id so that it stays the same across starts:
+ * 02 (locally administered, unicast) and five bytes folded from the UUID. Returns -EINVAL when
+ * id is not a UUID. */
+int vm_mac_from_id(const char *id, char ret[VM_MAC_STRING_MAX]);
 
 /* STATE_DIR/KIND/ESCAPED-NAME. */
 int store_object_dir(const char *state_dir, const char *kind, const char *name, char **ret);
