@@ -116,6 +116,32 @@ START_TEST(qemu_argv_table)
 }
 END_TEST
 
+START_TEST(qemu_argv_with_tap)
+{
+        QemuConfig c = base_config;
+        _cleanup_strv_free_ char **argv = NULL;
+        size_t pos;
+
+        c.tap = "bngtap3";
+        c.mac = "02:BA:4f:45:d2:29";
+        ck_assert_int_eq(qemu_build_argv(&c, &argv), 0);
+
+        /* The network device follows the root disk, so the disk stays the first virtio device. */
+        for (pos = 0; argv[pos] && !streq(argv[pos], "virtio-blk-device,drive=root"); pos++)
+                ;
+        ck_assert_ptr_nonnull(argv[pos]);
+        pos++;
+        assert_argv_slice(argv, &pos,
+                          (const char *const[]){
+                                  "-netdev", "tap,id=net0,ifname=bngtap3,script=no,downscript=no",
+                                  "-device", "virtio-net-device,netdev=net0,mac=02:BA:4f:45:d2:29",
+                                  "-device", "virtio-serial-device" },
+                          6);
+        ck_assert_uint_eq(strv_length(argv),
+                          7 + ELEMENTSOF(common_head) + 5 + ELEMENTSOF(common_tail) + 4);
+}
+END_TEST
+
 START_TEST(qemu_argv_tcg_reads_host_tsc)
 {
         QemuConfig c = base_config;
@@ -221,11 +247,56 @@ static void accel_invalid(QemuConfig *c)
 {
         c->accel = _QEMU_ACCEL_INVALID;
 }
+static void tap_without_mac(QemuConfig *c)
+{
+        c->tap = "bngtap3";
+}
+static void mac_without_tap(QemuConfig *c)
+{
+        c->mac = "02:ba:4f:45:d2:29";
+}
+static void tap_name_too_long(QemuConfig *c)
+{
+        c->tap = "bngtap1234567890";
+        c->mac = "02:ba:4f:45:d2:29";
+}
+static void comma_in_tap_name(QemuConfig *c)
+{
+        c->tap = "tap,id=x";
+        c->mac = "02:ba:4f:45:d2:29";
+}
+static void empty_tap_name(QemuConfig *c)
+{
+        c->tap = "";
+        c->mac = "02:ba:4f:45:d2:29";
+}
+static void mac_too_short(QemuConfig *c)
+{
+        c->tap = "bngtap3";
+        c->mac = "02:ba:4f:45:d2";
+}
+static void mac_too_long(QemuConfig *c)
+{
+        c->tap = "bngtap3";
+        c->mac = "02:ba:4f:45:d2:299";
+}
+static void mac_not_hex(QemuConfig *c)
+{
+        c->tap = "bngtap3";
+        c->mac = "02:ba:4f:45:d2:2g";
+}
+static void mac_with_dashes(QemuConfig *c)
+{
+        c->tap = "bngtap3";
+        c->mac = "02-ba-4f-45-d2-29";
+}
 
 static void (*const invalid_mutations[])(QemuConfig *c) = {
-        no_binary,          no_kernel,       no_root_disk,       no_qmp_socket,
-        no_agent_socket,    no_console_log,  zero_vcpus,         zero_memory,
-        comma_in_port_name, empty_port_name, accel_out_of_range, accel_invalid,
+        no_binary,          no_kernel,      no_root_disk,    no_qmp_socket,      no_agent_socket,
+        no_console_log,     zero_vcpus,     zero_memory,     comma_in_port_name, empty_port_name,
+        accel_out_of_range, accel_invalid,  tap_without_mac, mac_without_tap,    tap_name_too_long,
+        comma_in_tap_name,  empty_tap_name, mac_too_short,   mac_too_long,       mac_not_hex,
+        mac_with_dashes,
 };
 
 START_TEST(qemu_argv_rejects_invalid_config)
@@ -419,6 +490,7 @@ int main(void)
         setenv("BANGER_TEST_MARKER", "1", 1);
 
         tcase_add_loop_test(tc, qemu_argv_table, 0, ELEMENTSOF(argv_cases));
+        tcase_add_test(tc, qemu_argv_with_tap);
         tcase_add_test(tc, qemu_argv_tcg_reads_host_tsc);
         tcase_add_test(tc, qemu_argv_doubles_commas_in_paths);
         tcase_add_test(tc, qemu_argv_auto_follows_dev_kvm);

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -190,6 +191,25 @@ __attribute__((format(printf, 3, 4))) static int strv_extend_option(char ***l, c
         return strv_consume(l, value);
 }
 
+static bool mac_is_valid(const char *mac)
+{
+        /* Six hex pairs joined by colons. The loop stops at a NUL, which is neither. */
+        for (size_t i = 0; i < 17; i++) {
+                if (i % 3 == 2) {
+                        if (mac[i] != ':')
+                                return false;
+                } else if (!isxdigit((unsigned char)mac[i]))
+                        return false;
+        }
+        return mac[17] == '\0';
+}
+
+/* A tap name is a link name (at most 15 bytes), and a comma would end QEMU's value. */
+static bool tap_name_is_valid(const char *tap)
+{
+        return !isempty(tap) && strlen(tap) <= 15 && !strpbrk(tap, ",/ \t\n=");
+}
+
 static int validate_config(const QemuConfig *c)
 {
         if (isempty(c->binary) || isempty(c->kernel) || isempty(c->root_disk) ||
@@ -202,6 +222,10 @@ static int validate_config(const QemuConfig *c)
                 return -EINVAL;
         /* The port name is matched inside the guest, and a comma would end QEMU's value. */
         if (strpbrk(c->agent_port_name, ",/ \t\n"))
+                return -EINVAL;
+        if (c->tap && (!tap_name_is_valid(c->tap) || !c->mac || !mac_is_valid(c->mac)))
+                return -EINVAL;
+        if (!c->tap && c->mac)
                 return -EINVAL;
         return 0;
 }
@@ -290,6 +314,16 @@ int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
                 r = strv_extend_all(&argv, "-device", "virtio-blk-device,drive=root");
         if (r < 0)
                 return r;
+
+        if (c->tap) {
+                r = strv_extend_option(&argv, "-netdev",
+                                       "tap,id=net0,ifname=%s,script=no,downscript=no", c->tap);
+                if (r >= 0)
+                        r = strv_extend_option(&argv, "-device",
+                                               "virtio-net-device,netdev=net0,mac=%s", c->mac);
+                if (r < 0)
+                        return r;
+        }
 
         r = strv_extend_all(&argv, "-device", "virtio-serial-device");
         if (r >= 0)

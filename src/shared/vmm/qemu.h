@@ -26,6 +26,8 @@ typedef struct QemuConfig {
         const char *qmp_socket;    /* QEMU listens here for QMP */
         const char *agent_socket;  /* QEMU listens here for the agent's virtio-serial port */
         const char *agent_port_name;
+        const char *tap; /* tap device for the guest's virtio-net, NULL for none */
+        const char *mac; /* the guest's MAC "xx:xx:xx:xx:xx:xx", required with tap */
         unsigned vcpus;
         unsigned memory_mib;
         QemuAccel accel;  /* AUTO is resolved by qemu_build_argv() */
