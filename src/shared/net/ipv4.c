@@ -15,7 +15,7 @@ static const uint32_t candidates[] = {
         IPV4_ADDR(192, 168, 213, 0), IPV4_ADDR(192, 168, 231, 0), IPV4_ADDR(192, 168, 147, 0),
 };
 
-static uint32_t prefix_mask(unsigned prefix)
+uint32_t ipv4_prefix_mask(unsigned prefix)
 {
         assert(prefix <= 32);
         return prefix == 0 ? 0 : UINT32_MAX << (32 - prefix);
@@ -107,7 +107,7 @@ int ipv4_net_parse(const char *s, Ipv4Net *ret)
                 return r;
         if (*s != '\0')
                 return -EINVAL;
-        if ((addr & ~prefix_mask(prefix)) != 0)
+        if ((addr & ~ipv4_prefix_mask(prefix)) != 0)
                 return -EINVAL;
 
         *ret = (Ipv4Net){ .addr = addr, .prefix = prefix };
@@ -132,7 +132,7 @@ bool ipv4_net_overlaps(const Ipv4Net *a, const Ipv4Net *b)
         assert(b);
 
         /* Two networks overlap exactly when the shorter prefix contains the other's address. */
-        mask = prefix_mask(a->prefix < b->prefix ? a->prefix : b->prefix);
+        mask = ipv4_prefix_mask(a->prefix < b->prefix ? a->prefix : b->prefix);
         return (a->addr & mask) == (b->addr & mask);
 }
 
@@ -142,7 +142,7 @@ bool ipv4_net_contains(const Ipv4Net *n, uint32_t addr)
 
         assert(n);
 
-        mask = prefix_mask(n->prefix);
+        mask = ipv4_prefix_mask(n->prefix);
         return (addr & mask) == (n->addr & mask);
 }
 

@@ -24,6 +24,9 @@ int ipv4_addr_parse(const char *s, uint32_t *ret);
 /* Writes "A.B.C.D" (with_prefix false) or "A.B.C.D/N" into buf. */
 void ipv4_format(uint32_t addr, unsigned prefix, bool with_prefix, char buf[IPV4_FORMAT_MAX]);
 
+/* The netmask of prefix, e.g. 0xffffff00 for 24. */
+uint32_t ipv4_prefix_mask(unsigned prefix);
+
 bool ipv4_net_overlaps(const Ipv4Net *a, const Ipv4Net *b);
 bool ipv4_net_contains(const Ipv4Net *n, uint32_t addr);
 

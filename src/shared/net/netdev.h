@@ -38,3 +38,7 @@ int netdev_delete(const char *name);
 
 /* Names of the links whose alias is alias, sorted. */
 int netdev_list_by_alias(const char *alias, char ***ret);
+
+/* Turns on IPv4 forwarding and route_localnet on bridge, so that port forwards are reached from
+ * the outside and from 127.0.0.1. Returns -ENODEV when bridge is missing. */
+int netdev_enable_forwarding(const char *bridge);
