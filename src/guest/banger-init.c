@@ -1,10 +1,12 @@
 /* banger-init: PID 1 of the guest initramfs.
  *
- * Loads the modules the VM needs, mounts the root disk at /sysroot, sets the hostname, starts
- * banger-agent, runs the image's command chrooted in /sysroot, then reaps children for ever.
+ * Loads the modules the VM needs, mounts the root disk at /sysroot, configures the network that
+ * the kernel command line describes, sets the hostname, starts banger-agent, runs the image's
+ * command chrooted in /sysroot, then reaps children for ever.
  * SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the agent's shutdown request power the VM off.
  * Every failure prints a "banger-init: ..." line on the console; a fatal one powers off. */
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 
 #include "agent-proto.h"
 #include "guest-config.h"
+#include "guest-net.h"
 #include "guest-util.h"
 #include "macro.h"
 #include "strv.h"
@@ -36,6 +39,8 @@
 #define ROOT_DEVICE      "/dev/vda"
 #define MODULES_LIST     "/etc/banger/modules"
 #define ROOT_WAIT_USEC   (30u * 1000u * 1000u)
+#define LINK_WAIT_USEC   (10u * 1000u * 1000u)
+#define CMDLINE_MAX      (64u * 1024u)
 #define DEFAULT_HOSTNAME "banger"
 /* An agent that dies sooner than this after its start is restarted only after this delay, so
  * a broken agent does not spin. */
@@ -245,34 +250,11 @@ static int write_string(const char *path, const char *s, int flags)
         return 0;
 }
 
-/* Returns whether the hosts file already names hostname on some line. */
-static bool hosts_has_name(const char *path, const char *hostname)
-{
-        _cleanup_fclose_ FILE *f = NULL;
-        char line[1024];
-
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        while (fgets(line, sizeof(line), f)) {
-                char *save = NULL, *tok;
-
-                if (line[0] == '#')
-                        continue;
-                strtok_r(line, " \t\n", &save);
-                while ((tok = strtok_r(NULL, " \t\n", &save)))
-                        if (streq(tok, hostname))
-                                return true;
-        }
-        return false;
-}
-
 static void setup_hostname(const GuestConfig *c)
 {
         const char *hostname = c->hostname ?: DEFAULT_HOSTNAME;
         char buf[512];
-        struct stat st;
-        int r = 0;
+        int r;
 
         if (sethostname(hostname, strlen(hostname)) < 0)
                 guest_log_errno(-errno, "Failed to set hostname '%s', ignoring", hostname);
@@ -282,55 +264,71 @@ static void setup_hostname(const GuestConfig *c)
         if (r < 0)
                 guest_log_errno(r, "Failed to write '%s', ignoring", SYSROOT "/etc/hostname");
 
-        if (lstat(SYSROOT "/etc/hosts", &st) < 0) {
-                snprintf(buf, sizeof(buf),
-                         "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
-                         "127.0.1.1\t%s\n",
-                         hostname);
-                r = write_string(SYSROOT "/etc/hosts", buf, O_EXCL);
-        } else if (!hosts_has_name(SYSROOT "/etc/hosts", hostname)) {
-                snprintf(buf, sizeof(buf), "127.0.1.1\t%s\n", hostname);
-                r = write_string(SYSROOT "/etc/hosts", buf, O_APPEND);
-        }
+        r = guest_net_add_hosts_entry(SYSROOT "/etc", hostname);
         if (r < 0)
                 guest_log_errno(r, "Failed to update '%s', ignoring", SYSROOT "/etc/hosts");
 }
 
-/* Returns the value of key=VALUE on the kernel command line, or NULL. */
-static char *cmdline_value(const char *key)
+/* Waits for the first ethernet link, which appears once virtio_net has probed the device. */
+static int wait_for_link(char link[IFNAMSIZ])
 {
-        _cleanup_fclose_ FILE *f = NULL;
-        char line[4096], *save = NULL;
-        size_t n = strlen(key);
-
-        f = fopen("/proc/cmdline", "re");
-        if (!f || !fgets(line, sizeof(line), f))
-                return NULL;
-        for (char *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
-                if (strneq(tok, key, n) && tok[n] == '=')
-                        return strdup(tok + n + 1);
-        return NULL;
-}
-
-static void setup_resolv_conf(void)
-{
-        _cleanup_free_ char *dns = NULL;
-        char buf[256];
-        struct stat st;
+        uint64_t deadline = guest_now_usec() + LINK_WAIT_USEC;
         int r;
 
-        /* Images that ship a resolver configuration, or a link to one, keep it. */
-        if (lstat(SYSROOT "/etc/resolv.conf", &st) >= 0)
+        while ((r = guest_net_find_link("/sys/class/net", link)) == -ENODEV &&
+               guest_now_usec() < deadline)
+                guest_sleep_usec(50 * 1000);
+        return r;
+}
+
+/* Configures lo, then the network that the kernel command line describes, if it describes
+ * one. Failures leave the VM without network but booting, reachable through the agent. */
+static void setup_network(void)
+{
+        _cleanup_free_ char *cmdline = NULL;
+        char error[GUEST_NET_ERROR_MAX], link[IFNAMSIZ], address[INET_ADDRSTRLEN],
+                gateway[INET_ADDRSTRLEN];
+        GuestNet net;
+        size_t size;
+        int r;
+
+        r = guest_net_configure_loopback();
+        if (r < 0)
+                guest_log_errno(r, "Failed to bring up 'lo', ignoring");
+
+        r = guest_read_file("/proc/cmdline", CMDLINE_MAX, &cmdline, &size);
+        if (r < 0) {
+                guest_log_errno(r, "Failed to read '/proc/cmdline', starting without network");
+                return;
+        }
+        r = guest_net_parse_cmdline(cmdline, &net, error, sizeof(error));
+        if (r < 0) {
+                guest_log("%s, starting without network", error);
+                return;
+        }
+        if (r == 0)
                 return;
 
-        /* TODO: the nameserver comes only from banger.dns= on the kernel command line; no
-         * network is configured here yet. */
-        dns = cmdline_value("banger.dns");
-        if (!dns)
+        r = wait_for_link(link);
+        if (r < 0) {
+                guest_log_errno(r,
+                                "No ethernet link appeared within %u s (is virtio_net listed in "
+                                "'%s'?), starting without network",
+                                LINK_WAIT_USEC / 1000000u, MODULES_LIST);
                 return;
+        }
 
-        snprintf(buf, sizeof(buf), "nameserver %s\n", dns);
-        r = write_string(SYSROOT "/etc/resolv.conf", buf, O_EXCL);
+        inet_ntop(AF_INET, &net.address, address, sizeof(address));
+        inet_ntop(AF_INET, &net.gateway, gateway, sizeof(gateway));
+        r = guest_net_configure_link(link, &net);
+        if (r < 0) {
+                guest_log_errno(r, "Failed to configure '%s' with %s/%u via %s", link, address,
+                                net.prefix, gateway);
+                return;
+        }
+        guest_log("network %s/%u via %s", address, net.prefix, gateway);
+
+        r = guest_net_write_resolv_conf(SYSROOT "/etc", net.dns);
         if (r < 0)
                 guest_log_errno(r, "Failed to write '%s', ignoring", SYSROOT "/etc/resolv.conf");
 }
@@ -631,8 +629,8 @@ int main(int argc, char *argv[])
         if (r < 0)
                 fatal();
 
+        setup_network();
         setup_hostname(config);
-        setup_resolv_conf();
 
         supervise(signal_fd, config);
 }

@@ -68,7 +68,7 @@ void guest_sleep_usec(uint64_t usec)
                 ;
 }
 
-static int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
+int guest_read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
@@ -110,7 +110,7 @@ int guest_config_load(const char *path, GuestConfig **ret)
         unsigned line = 0;
         int r;
 
-        r = read_file(path, GUEST_CONFIG_MAX_SIZE, &text, &size);
+        r = guest_read_file(path, GUEST_CONFIG_MAX_SIZE, &text, &size);
         if (r == -ENOENT) {
                 GuestConfig *c = calloc(1, sizeof(*c));
                 if (!c)

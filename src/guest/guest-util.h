@@ -20,6 +20,10 @@ int guest_log_errno(int error, const char *format, ...) __attribute__((format(pr
 uint64_t guest_now_usec(void);
 void guest_sleep_usec(uint64_t usec);
 
+/* Reads all of path, at most max bytes, into a NUL-terminated buffer. Returns -EFBIG for a
+ * longer file. */
+int guest_read_file(const char *path, size_t max, char **ret, size_t *ret_size);
+
 /* Reads and parses path. A missing file yields an empty config. */
 int guest_config_load(const char *path, GuestConfig **ret);
 
