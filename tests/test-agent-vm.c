@@ -1,5 +1,6 @@
 /* Boots a real guest under QEMU (microvm, TCG) with banger-init and banger-agent from this build
- * and drives the agent through agent-client.
+ * and drives the agent through agent-client. The network cases, which need root, give the guest
+ * a tap on a bridge in a network namespace of their own.
  *
  * Needs BANGER_TEST_KERNEL_DIR: an unpacked Debian cloud kernel package (boot/vmlinuz-* and
  * lib/modules/RELEASE), e.g. from `apt-get download linux-image-6.1.0-NN-cloud-amd64` and
@@ -9,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,6 +37,14 @@ static char socket_path[256];
 static char qmp_path[256];
 static pid_t qemu_pid;
 static const char *skip_reason;
+/* Parameters the next VM gets on its kernel command line, and whether it gets a tap. */
+static const char *vm_cmdline_network = "";
+static bool vm_with_tap;
+static int host_netns_fd = -EBADF;
+
+#define TEST_BRIDGE "bngtestbr0"
+#define TEST_TAP    "bngtesttap0"
+#define NET_CMDLINE " banger.address=10.77.0.2/24 banger.gateway=10.77.0.1 banger.dns=10.77.0.1"
 
 static void agent_exec_result_freep(AgentExecResult **r)
 {
@@ -62,8 +72,8 @@ static int build_images(const char *kernel_dir, const char *build_dir)
                 "mkdir -p initrd/etc/banger initrd/dev initrd/lib/modules/$REL\n"
                 "cp \"$B/src/guest/banger-init\" initrd/init\n"
                 "cp \"$B/src/guest/banger-agent\" initrd/banger-agent\n"
-                "for m in virtio_ring virtio virtio_mmio virtio_blk virtio_console button evdev; "
-                "do\n"
+                "for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover "
+                "virtio_net virtio_console button evdev; do\n"
                 "  p=$(find \"$K/lib/modules/$REL\" -name \"$m.ko\" | head -n1)\n"
                 "  cp \"$p\" initrd/lib/modules/$REL/\n"
                 "  echo \"/lib/modules/$REL/$m.ko\" >> initrd/etc/banger/modules\n"
@@ -75,9 +85,11 @@ static int build_images(const char *kernel_dir, const char *build_dir)
                 /* No /tmp: banger-init mounts a tmpfs there. */
                 "mkdir -p rootfs/bin rootfs/etc rootfs/proc rootfs/sys rootfs/dev rootfs/run\n"
                 "cp /bin/busybox rootfs/bin/\n"
-                "for c in sh cat echo head sleep kill yes dd pwd hostname grep; do\n"
+                "for c in sh cat echo head sleep kill yes dd pwd hostname grep ip ping test; do\n"
                 "  ln -s busybox rootfs/bin/$c\n"
                 "done\n"
+                /* A link to a stub resolver's file, as systemd images ship. */
+                "ln -s ../run/systemd/resolve/stub-resolv.conf rootfs/etc/resolv.conf\n"
                 "mke2fs -q -t ext4 -d rootfs root.ext4 64M\n"
                 "ls \"$K\"/boot/vmlinuz-* | head -n1 > kernel-path\n";
         _cleanup_free_ char *command = NULL;
@@ -119,7 +131,8 @@ static int start_qemu(void)
 
         snprintf(socket_path, sizeof(socket_path), "%s/agent.sock", workdir);
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", workdir);
-        if (asprintf(&append, "console=ttyS0 reboot=t panic=-1 tsc_early_khz=%u", host_khz()) < 0 ||
+        if (asprintf(&append, "console=ttyS0 reboot=t panic=-1 tsc_early_khz=%u%s", host_khz(),
+                     vm_cmdline_network) < 0 ||
             asprintf(&initrd, "%s/initramfs.img", workdir) < 0 ||
             asprintf(&drive, "id=root,file=%s/root.ext4,format=raw,if=none", workdir) < 0 ||
             asprintf(&serial, "file:%s/console.log", workdir) < 0 ||
@@ -160,8 +173,21 @@ static int start_qemu(void)
                 "virtserialport,chardev=agent,name=" GUEST_AGENT_PORT_NAME,
                 "-qmp",
                 qmp,
+                NULL, /* room for the network device */
+                NULL,
+                NULL,
+                NULL,
                 NULL,
         };
+
+        if (vm_with_tap) {
+                size_t n = ELEMENTSOF(argv) - 5;
+
+                argv[n++] = "-netdev";
+                argv[n++] = "tap,id=net0,ifname=" TEST_TAP ",script=no,downscript=no";
+                argv[n++] = "-device";
+                argv[n++] = "virtio-net-device,netdev=net0";
+        }
 
         qemu_pid = fork();
         if (qemu_pid < 0)
@@ -180,6 +206,7 @@ static void vm_setup(void)
         const char *kernel_dir = getenv("BANGER_TEST_KERNEL_DIR");
         const char *build_dir = getenv("BANGER_TEST_BUILDDIR");
 
+        skip_reason = NULL;
         if (isempty(kernel_dir)) {
                 skip_reason = "BANGER_TEST_KERNEL_DIR is not set: set it to an unpacked "
                               "linux-image-*-cloud-amd64 package to boot a guest";
@@ -207,6 +234,54 @@ static void vm_teardown(void)
                 (void)rm_rf(workdir);
         /* Restore the template for the next test case's mkdtemp(). */
         memcpy(workdir + sizeof(workdir) - 7, "XXXXXX", 6);
+}
+
+/* Boots the VM in a new network namespace that contains a bridge with the gateway's address and a
+ * tap on it for QEMU. The namespace goes away with the VM, so nothing is left on the host. */
+static void network_vm_setup(void)
+{
+        if (geteuid() != 0) {
+                skip_reason = "the network cases create a network namespace, which needs root";
+                return;
+        }
+        host_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(host_netns_fd, 0);
+        ck_assert_int_eq(unshare(CLONE_NEWNET), 0);
+        ck_assert_int_eq(run_shell("ip link add " TEST_BRIDGE " type bridge && "
+                                   "ip address add 10.77.0.1/24 dev " TEST_BRIDGE " && "
+                                   "ip link set " TEST_BRIDGE " up && "
+                                   "ip tuntap add dev " TEST_TAP " mode tap && "
+                                   "ip link set " TEST_TAP " master " TEST_BRIDGE " up"),
+                         0);
+
+        vm_cmdline_network = NET_CMDLINE;
+        vm_with_tap = true;
+        vm_setup();
+}
+
+static void network_vm_teardown(void)
+{
+        vm_teardown();
+        vm_cmdline_network = "";
+        vm_with_tap = false;
+        if (host_netns_fd >= 0) {
+                ck_assert_int_eq(setns(host_netns_fd, CLONE_NEWNET), 0);
+                host_netns_fd = safe_close(host_netns_fd);
+        }
+}
+
+/* Boots a VM whose network parameters are invalid, with no network device. */
+static void bad_network_vm_setup(void)
+{
+        vm_cmdline_network = " banger.address=10.77.0.2/33 banger.gateway=10.77.0.1 "
+                             "banger.dns=10.77.0.1";
+        vm_setup();
+}
+
+static void bad_network_vm_teardown(void)
+{
+        vm_teardown();
+        vm_cmdline_network = "";
 }
 
 #define SKIP_WITHOUT_VM()                                           \
@@ -334,6 +409,95 @@ START_TEST(test_exec_command_not_found)
         ck_assert_int_eq(agent_exec(socket_path, &req, EXEC_TIMEOUT, &res), 0);
         ck_assert_int_eq(res->exit_status, 127);
         ck_assert_ptr_nonnull(strstr(res->err, "/no/such/program"));
+}
+END_TEST
+
+static char *console_log(void)
+{
+        _cleanup_free_ char *path = NULL;
+        char *text = NULL;
+        size_t size;
+
+        ck_assert_int_ge(asprintf(&path, "%s/console.log", workdir), 0);
+        ck_assert_int_eq(read_full_file(path, 16 * 1024 * 1024, &text, &size), 0);
+        return text;
+}
+
+START_TEST(test_no_network_keys)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_free_ char *console = console_log();
+        _cleanup_result_ AgentExecResult *res = NULL;
+
+        /* Without banger.* parameters nothing is configured beyond lo, and the image's link
+         * stays. */
+        res = exec_sh("readlink /etc/resolv.conf; cat /sys/class/net/lo/flags; "
+                      "ip -4 address show dev lo | grep -c 'inet 127.0.0.1/8'",
+                      NULL, NULL);
+        ck_assert_str_eq(res->out, "../run/systemd/resolve/stub-resolv.conf\n0x9\n1\n");
+        ck_assert_int_eq(res->exit_status, 0);
+        ck_assert_ptr_null(strstr(console, "network"));
+}
+END_TEST
+
+START_TEST(test_network_address_and_route)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_result_ AgentExecResult *res = NULL;
+
+        res = exec_sh("ip -4 address show dev eth0 | grep -o 'inet [0-9./]* brd [0-9.]*'; "
+                      "ip -4 route show default",
+                      NULL, NULL);
+        ck_assert_str_eq(res->out, "inet 10.77.0.2/24 brd 10.77.0.255\n"
+                                   "default via 10.77.0.1 dev eth0 \n");
+        ck_assert_int_eq(res->exit_status, 0);
+}
+END_TEST
+
+START_TEST(test_network_resolv_conf)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_result_ AgentExecResult *res = NULL;
+
+        /* The image's link to a stub resolver is replaced by a file. */
+        res = exec_sh("test ! -L /etc/resolv.conf && cat /etc/resolv.conf", NULL, NULL);
+        ck_assert_str_eq(res->out, "nameserver 10.77.0.1\nsearch banger\n");
+        ck_assert_int_eq(res->exit_status, 0);
+}
+END_TEST
+
+START_TEST(test_network_ping_gateway)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_result_ AgentExecResult *res = exec_sh("ping -c 1 -W 10 10.77.0.1", NULL, NULL);
+
+        ck_assert_msg(res->exit_status == 0, "ping failed: %s%s", res->out, res->err);
+}
+END_TEST
+
+START_TEST(test_network_console_line)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_free_ char *console = console_log();
+
+        ck_assert_ptr_nonnull(
+                strstr(console, "banger-init: network 10.77.0.2/24 via 10.77.0.1\r\n"));
+}
+END_TEST
+
+START_TEST(test_bad_network_reported)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_free_ char *console = console_log();
+        _cleanup_result_ AgentExecResult *res = NULL;
+
+        ck_assert_ptr_nonnull(strstr(console, "banger-init: Invalid banger.address='10.77.0.2/33': "
+                                              "the prefix length must be a number from 1 to 32, "
+                                              "expected A.B.C.D/N, starting without network"));
+
+        /* The VM boots without network and keeps the image's files. */
+        res = exec_sh("readlink /etc/resolv.conf", NULL, NULL);
+        ck_assert_str_eq(res->out, "../run/systemd/resolve/stub-resolv.conf\n");
 }
 END_TEST
 
@@ -545,6 +709,7 @@ static Suite *agent_vm_suite(void)
         tcase_set_timeout(tc, 600);
         tcase_add_test(tc, test_exec_hostname);
         tcase_add_test(tc, test_hosts_file_written);
+        tcase_add_test(tc, test_no_network_keys);
         tcase_add_test(tc, test_exec_config_defaults);
         tcase_add_test(tc, test_exec_env_and_cwd);
         tcase_add_test(tc, test_exec_large_output);
@@ -559,7 +724,22 @@ static Suite *agent_vm_suite(void)
         tcase_add_test(tc, test_shutdown_ends_qemu);
         suite_add_tcase(s, tc);
 
-        /* A second VM, for the power-off path the VMM uses without the agent. */
+        tc = tcase_create("network");
+        tcase_add_unchecked_fixture(tc, network_vm_setup, network_vm_teardown);
+        tcase_set_timeout(tc, 600);
+        tcase_add_test(tc, test_network_address_and_route);
+        tcase_add_test(tc, test_network_resolv_conf);
+        tcase_add_test(tc, test_network_ping_gateway);
+        tcase_add_test(tc, test_network_console_line);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("bad-network");
+        tcase_add_unchecked_fixture(tc, bad_network_vm_setup, bad_network_vm_teardown);
+        tcase_set_timeout(tc, 600);
+        tcase_add_test(tc, test_bad_network_reported);
+        suite_add_tcase(s, tc);
+
+        /* Another VM, for the power-off path the VMM uses without the agent. */
         tc = tcase_create("power-button");
         tcase_add_unchecked_fixture(tc, vm_setup, vm_teardown);
         tcase_set_timeout(tc, 600);
