@@ -61,6 +61,8 @@ START_TEST(config_defaults)
         ck_assert_str_eq(c->state_dir, BANGER_STATEDIR);
         ck_assert_str_eq(c->cache_dir, BANGER_CACHEDIR);
         ck_assert_str_eq(c->runtime_dir, BANGER_RUNTIMEDIR);
+        ck_assert_uint_eq(c->helper_idle_timeout_usec, 30 * SEC);
+        ck_assert(!c->subnet_set);
         ck_assert_uint_eq(strv_length(warnings), 0);
 }
 END_TEST
@@ -291,6 +293,60 @@ START_TEST(config_registry_table)
 }
 END_TEST
 
+/* [Network] Subnet and [Helper] IdleTimeoutSec: the subnet left set ("" for none), the helper's
+ * idle timeout, and text the only warning must contain (NULL for no warning). */
+static const struct {
+        const char *text;
+        const char *subnet;
+        uint64_t helper_idle_timeout_usec;
+        const char *warning_part;
+} network_files[] = {
+        { "", "", 30 * SEC, NULL },
+        { "[Network]\nSubnet=10.123.0.0/24\n", "10.123.0.0/24", 30 * SEC, NULL },
+        { "[Network]\nSubnet=172.20.0.0/16\n", "172.20.0.0/16", 30 * SEC, NULL },
+        { "[Network]\nSubnet=10.1.2.4/30\n", "10.1.2.4/30", 30 * SEC, NULL },
+        { "[Network]\nSubnet=10.123.0.0/24\nSubnet=\n", "", 30 * SEC, NULL },
+        { "[Network]\nSubnet=10.123.0.1/24\n", "", 30 * SEC,
+          "f.conf:2: Invalid value '10.123.0.1/24' for Subnet in section [Network]: expected a "
+          "network address with a prefix from /16 to /30 and the host bits zero" },
+        { "[Network]\nSubnet=10.0.0.0/8\n", "", 30 * SEC, "'10.0.0.0/8' for Subnet" },
+        { "[Network]\nSubnet=10.123.0.0/31\n", "", 30 * SEC, "'10.123.0.0/31' for Subnet" },
+        { "[Network]\nSubnet=10.123.0.0\n", "", 30 * SEC, "'10.123.0.0' for Subnet" },
+        { "[Network]\nSubnet=10.123.0.0/024\n", "", 30 * SEC, "'10.123.0.0/024' for Subnet" },
+        { "[Network]\nSubnet=10.123.0.0/24\nSubnet=banana\n", "10.123.0.0/24", 30 * SEC,
+          "f.conf:3: Invalid value 'banana'" },
+        { "[Helper]\nIdleTimeoutSec=0\n", "", 0, NULL },
+        { "[Helper]\nIdleTimeoutSec=120\n", "", 120 * SEC, NULL },
+        { "[Helper]\nIdleTimeoutSec=-1\n", "", 30 * SEC,
+          "Invalid value '-1' for IdleTimeoutSec in section [Helper], ignoring" },
+        { "[Daemon]\nIdleTimeoutSec=7\n", "", 30 * SEC, NULL },
+        { "[Helper]\nSubnet=10.123.0.0/24\n", "", 30 * SEC,
+          "Unknown key 'Subnet' in section [Helper]" },
+};
+
+START_TEST(config_network_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *path = write_in_tmpdir("f.conf", network_files[_i].text);
+        char subnet[IPV4_FORMAT_MAX] = "";
+
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        if (c->subnet_set)
+                ipv4_format(c->subnet.addr, c->subnet.prefix, true, subnet);
+        ck_assert_str_eq(subnet, network_files[_i].subnet);
+        ck_assert_uint_eq(c->helper_idle_timeout_usec, network_files[_i].helper_idle_timeout_usec);
+
+        if (!network_files[_i].warning_part) {
+                ck_assert_uint_eq(strv_length(warnings), 0);
+                return;
+        }
+        ck_assert_uint_eq(strv_length(warnings), 1);
+        ck_assert_msg(strstr(warnings[0], network_files[_i].warning_part),
+                      "warning '%s' lacks '%s'", warnings[0], network_files[_i].warning_part);
+}
+END_TEST
+
 /* Resolution of [VM] Backend for each key value and each state of the FirecrackerPath file.
  * Firecracker itself cannot run on the test machines, so booting through it is covered only by
  * the Firecracker client's contract test (test-firecracker-contract). */
@@ -435,6 +491,7 @@ int main(void)
         tcase_add_loop_test(tc, config_file_table, 0, ELEMENTSOF(files));
         tcase_add_loop_test(tc, config_catalog_url_table, 0, ELEMENTSOF(catalog_files));
         tcase_add_loop_test(tc, config_registry_table, 0, ELEMENTSOF(registry_files));
+        tcase_add_loop_test(tc, config_network_table, 0, ELEMENTSOF(network_files));
         tcase_add_loop_test(tc, config_backend_choice_table, 0, ELEMENTSOF(backend_cases));
         tcase_add_test(tc, config_backend_names);
         tcase_add_test(tc, config_firecracker_path_relative);

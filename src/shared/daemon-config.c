@@ -25,6 +25,10 @@
 #define MEMORY_MIB_MAX  (1024u * 1024u)
 #define TIMEOUT_SEC_MAX (7ULL * 24 * 3600)
 
+/* A /16 has room for as many VM slots as banger-helper's tap names allow, and a /30 for one. */
+#define SUBNET_PREFIX_MIN 16u
+#define SUBNET_PREFIX_MAX 30u
+
 static const char *const vm_backend_names[_VM_BACKEND_MAX] = {
         [VM_BACKEND_AUTO] = "auto",
         [VM_BACKEND_QEMU] = "qemu",
@@ -106,6 +110,7 @@ int daemon_config_new(DaemonConfig **ret)
                 return -ENOMEM;
 
         c->idle_timeout_usec = 60 * USEC_PER_SEC;
+        c->helper_idle_timeout_usec = 30 * USEC_PER_SEC;
         c->default_vcpus = 1;
         c->default_memory_mib = 256;
         c->accelerator = QEMU_ACCEL_AUTO;
@@ -259,19 +264,67 @@ static int parse_platform(DaemonConfig *c, const char *value)
         return 0;
 }
 
+int daemon_config_subnet_parse(const char *s, Ipv4Net *ret)
+{
+        Ipv4Net net;
+        int r;
+
+        r = ipv4_net_parse(s, &net);
+        if (r < 0)
+                return r;
+        if (net.prefix < SUBNET_PREFIX_MIN || net.prefix > SUBNET_PREFIX_MAX)
+                return -EINVAL;
+
+        *ret = net;
+        return 0;
+}
+
+static int parse_subnet(DaemonConfig *c, const char *value)
+{
+        int r;
+
+        if (isempty(value)) {
+                c->subnet_set = false;
+                return 0;
+        }
+
+        r = daemon_config_subnet_parse(value, &c->subnet);
+        if (r < 0)
+                return r;
+
+        c->subnet_set = true;
+        return 0;
+}
+
+/* The rule for valid values of section and key, for the warnings that spell it out; NULL for
+ * keys whose warning needs none. */
+static const char *value_hint(const char *section, const char *key)
+{
+        if (streq(section, "Network") && streq(key, "Subnet"))
+                return DAEMON_CONFIG_SUBNET_RULE;
+        return NULL;
+}
+
 /* Applies one key. Returns -EINVAL for an invalid value, -ENOENT for an unknown key. */
 static int apply_key(DaemonConfig *c, const char *section, const char *key, const char *value)
 {
         unsigned long long v;
         int r;
 
-        if (streq(section, "Daemon") && streq(key, "IdleTimeoutSec")) {
+        if (streq(key, "IdleTimeoutSec") &&
+            (streq(section, "Daemon") || streq(section, "Helper"))) {
                 r = parse_uint(value, TIMEOUT_SEC_MAX, &v);
                 if (r < 0)
                         return r;
-                c->idle_timeout_usec = v * USEC_PER_SEC;
+                if (streq(section, "Daemon"))
+                        c->idle_timeout_usec = v * USEC_PER_SEC;
+                else
+                        c->helper_idle_timeout_usec = v * USEC_PER_SEC;
                 return 0;
         }
+
+        if (streq(section, "Network") && streq(key, "Subnet"))
+                return parse_subnet(c, value);
 
         if (streq(section, "Kernel") && streq(key, "CatalogURL")) {
                 _cleanup_free_ char *url = NULL;
@@ -401,6 +454,9 @@ static int on_key(void *userdata, const char *section, const char *key, const ch
         }
         if (r == -ENOENT)
                 warn(s, "Unknown key '%s' in section [%s], ignoring", key, section);
+        else if (r < 0 && value_hint(section, key))
+                warn(s, "Invalid value '%s' for %s in section [%s]: %s, ignoring", value, key,
+                     section, value_hint(section, key));
         else if (r < 0)
                 warn(s, "Invalid value '%s' for %s in section [%s], ignoring", value, key, section);
         return 1;

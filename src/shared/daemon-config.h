@@ -1,8 +1,10 @@
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "ipv4.h"
 #include "qemu.h"
 
 /* [VM] Backend: the VMM that boots new VMs. */
@@ -43,6 +45,12 @@ typedef struct DaemonConfig {
         char *os;                   /* [Registry] Platform, the part before '/' */
         char *architecture;         /* [Registry] Platform, the part after '/' */
 
+        uint64_t helper_idle_timeout_usec; /* [Helper] IdleTimeoutSec; 0 means never exit */
+
+        /* [Network] Subnet, from /16 to /30. subnet_set is false when the key is unset. */
+        Ipv4Net subnet;
+        bool subnet_set;
+
         /* From $STATE_DIRECTORY, $CACHE_DIRECTORY and $RUNTIME_DIRECTORY (the first entry of
          * each), which systemd sets, else BANGER_STATEDIR, BANGER_CACHEDIR and
          * BANGER_RUNTIMEDIR. */
@@ -57,6 +65,15 @@ typedef struct DaemonConfig {
 /* Default of [VM] FirecrackerPath. */
 #define DAEMON_CONFIG_FIRECRACKER_PATH "/usr/bin/firecracker"
 #define DAEMON_CONFIG_CREDENTIALS_FILE BANGER_SYSCONFDIR "/registry-auth.json"
+
+/* The rule for [Network] Subnet, for messages about an invalid value. */
+#define DAEMON_CONFIG_SUBNET_RULE                                                           \
+        "expected a network address with a prefix from /16 to /30 and the host bits zero, " \
+        "such as 10.123.0.0/24"
+
+/* Parses a value of [Network] Subnet: "A.B.C.D/N" as ipv4_net_parse() reads it, with N from 16
+ * to 30. Returns -EINVAL for anything else. */
+int daemon_config_subnet_parse(const char *s, Ipv4Net *ret);
 
 DaemonConfig *daemon_config_free(DaemonConfig *c);
 static inline void daemon_config_freep(DaemonConfig **c)
