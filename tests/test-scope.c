@@ -208,6 +208,64 @@ START_TEST(scope_start_dead_pid_fails)
 }
 END_TEST
 
+/* Writes a oneshot service that runs command and stays active after it succeeds. */
+static void write_test_service(const char *name, const char *command)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+
+        ck_assert_int_ge(asprintf(&path, "/run/systemd/system/%s", name), 0);
+        ck_assert_int_ge(asprintf(&text,
+                                  "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=%s\n",
+                                  command),
+                         0);
+        ck_assert_int_eq(write_file_atomic(path, text, strlen(text), 0644), 0);
+}
+
+START_TEST(unit_job_run_start_restart_stop)
+{
+        _cleanup_free_ char *error = NULL, *state = NULL;
+
+        if (sd_booted() <= 0)
+                return;
+
+        write_test_service("banger-test-job.service", "/bin/true");
+        write_test_service("banger-test-fail.service", "/bin/false");
+        ck_assert_int_eq(system("systemctl daemon-reload"), 0);
+
+        ck_assert_int_eq(unit_job_run("StartUnit", "banger-test-job.service", TIMEOUT_USEC, &error),
+                         0);
+        ck_assert_ptr_null(error);
+        ck_assert_int_eq(scope_get_active_state("banger-test-job.service", &state), 0);
+        ck_assert_str_eq(state, "active");
+        free(TAKE_PTR(state));
+
+        ck_assert_int_eq(
+                unit_job_run("RestartUnit", "banger-test-job.service", TIMEOUT_USEC, &error), 0);
+        ck_assert_ptr_null(error);
+
+        ck_assert_int_eq(unit_job_run("StopUnit", "banger-test-job.service", TIMEOUT_USEC, &error),
+                         0);
+        ck_assert_int_eq(scope_get_active_state("banger-test-job.service", &state), 0);
+        ck_assert_str_eq(state, "inactive");
+
+        /* A job that fails gives -EIO and names its result. */
+        ck_assert_int_eq(
+                unit_job_run("StartUnit", "banger-test-fail.service", TIMEOUT_USEC, &error), -EIO);
+        ck_assert_ptr_nonnull(error);
+        ck_assert_msg(strstr(error, "'failed'"), "error: %s", error);
+        free(TAKE_PTR(error));
+
+        /* A unit that does not exist gives -ENOENT with systemd's message. */
+        ck_assert_int_eq(
+                unit_job_run("StartUnit", "banger-test-missing.service", TIMEOUT_USEC, &error),
+                -ENOENT);
+        ck_assert_ptr_nonnull(error);
+
+        ck_assert_int_eq(unit_job_run("", "banger-test-job.service", TIMEOUT_USEC, NULL), -EINVAL);
+        ck_assert_int_eq(unit_job_run("StartUnit", "", TIMEOUT_USEC, NULL), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("scope");
@@ -224,6 +282,7 @@ int main(void)
                 fprintf(stderr, "systemd is not PID 1: skipping the scope tests on a live bus\n");
         tcase_add_test(live, scope_start_and_stop);
         tcase_add_test(live, scope_start_dead_pid_fails);
+        tcase_add_test(live, unit_job_run_start_restart_stop);
         suite_add_tcase(s, live);
 
         sr = srunner_create(s);

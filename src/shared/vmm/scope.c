@@ -255,7 +255,7 @@ int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error)
         return 0;
 }
 
-int scope_stop(const char *unit, uint64_t timeout_usec)
+int unit_job_run(const char *method, const char *unit, uint64_t timeout_usec, char **ret_error)
 {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -266,7 +266,7 @@ int scope_stop(const char *unit, uint64_t timeout_usec)
         const char *job;
         int r;
 
-        if (isempty(unit) || !unit_name_is_scope(unit))
+        if (isempty(method) || isempty(unit))
                 return -EINVAL;
 
         r = sd_bus_open_system(&bus);
@@ -277,12 +277,12 @@ int scope_stop(const char *unit, uint64_t timeout_usec)
         if (r < 0)
                 return r;
 
-        r = sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "StopUnit",
-                               &error, &reply, "ss", unit, "replace");
+        r = sd_bus_call_method(bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, method, &error,
+                               &reply, "ss", unit, "replace");
         if (r < 0 && sd_bus_error_has_name(&error, ERROR_NO_SUCH_UNIT))
-                return 0;
+                r = -ENOENT;
         if (r < 0) {
-                log_debug("Failed to stop unit '%s': %s", unit, error.message ?: strerror(-r));
+                (void)set_error(ret_error, "%s", error.message ?: strerror(-r));
                 return r;
         }
 
@@ -299,8 +299,26 @@ int scope_stop(const char *unit, uint64_t timeout_usec)
 
         r = streq(w.result, "done") ? 0 : -EIO;
         if (r < 0)
-                log_debug("Stop job for unit '%s' finished with result '%s'", unit, w.result);
+                (void)set_error(ret_error, "%s job for unit '%s' finished with result '%s'", method,
+                                unit, w.result);
         free(w.result);
+        return r;
+}
+
+int scope_stop(const char *unit, uint64_t timeout_usec)
+{
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (isempty(unit) || !unit_name_is_scope(unit))
+                return -EINVAL;
+
+        /* -ENOENT without a message comes from connecting to the bus, not from systemd. */
+        r = unit_job_run("StopUnit", unit, timeout_usec, &error);
+        if (r == -ENOENT && error)
+                return 0;
+        if (r < 0)
+                log_debug("Failed to stop unit '%s': %s", unit, error ?: strerror(-r));
         return r;
 }
 

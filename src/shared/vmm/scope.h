@@ -25,6 +25,12 @@ int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error);
  * not exist is not an error. */
 int scope_stop(const char *unit, uint64_t timeout_usec);
 
+/* Calls the systemd Manager method (StartUnit, RestartUnit, StopUnit, ...) for unit with mode
+ * "replace" and waits for its job's JobRemoved signal. Returns -ENOENT when systemd reports
+ * NoSuchUnit, -EIO when the job result is not "done", and the method's error otherwise. Sets
+ * *ret_error only when the method call or the job failed. */
+int unit_job_run(const char *method, const char *unit, uint64_t timeout_usec, char **ret_error);
+
 /* ActiveState of the unit ("active", "inactive", ...); "inactive" when it is not loaded. */
 int scope_get_active_state(const char *unit, char **ret);
 
