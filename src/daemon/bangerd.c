@@ -9,8 +9,12 @@
 #include "daemon-config.h"
 #include "log.h"
 #include "macro.h"
+#include "manager-dns.h"
 #include "manager.h"
 #include "strv.h"
+
+/* FileDescriptorName= of the sockets of banger-dns.socket. */
+#define DNS_FD_NAME "dns"
 
 static void log_warnings(char **warnings)
 {
@@ -50,14 +54,57 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Takes the sockets that systemd passed: those named DNS_FD_NAME go into ret, which has room
+ * for n_max, and any other is closed. */
+static int take_dns_fds(int *ret, size_t n_max, size_t *ret_n)
+{
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        int n_fds;
+
+        /* The call sets FD_CLOEXEC on the sockets, so the VMMs do not inherit them, and unsetting
+         * the environment keeps the VMMs from looking for them. */
+        n_fds = sd_listen_fds_with_names(true, &names);
+        if (n_fds < 0)
+                return log_error_errno(n_fds, "Failed to read the sockets passed by systemd: %m");
+
+        for (int i = 0; i < n_fds; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+
+                if (!streq(names[i], DNS_FD_NAME))
+                        log_warning("Closing socket '%s' (fd %d) passed by systemd: bangerd uses "
+                                    "only sockets named '%s'",
+                                    names[i], fd, DNS_FD_NAME);
+                else if (n == n_max)
+                        log_warning("Closing socket '%s' (fd %d) passed by systemd: bangerd uses "
+                                    "at most %zu",
+                                    names[i], fd, n_max);
+                else {
+                        ret[n++] = fd;
+                        continue;
+                }
+                safe_close(fd);
+        }
+
+        *ret_n = n;
+        return 0;
+}
+
 static int run(void)
 {
         _cleanup_(daemon_config_freep) DaemonConfig *config = NULL;
         _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_(dns_server_freep) DnsServer *dns = NULL;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_strv_free_ char **warnings = NULL;
+        int dns_fds[8];
+        size_t n_dns_fds = 0;
         sigset_t mask;
         int r;
+
+        r = take_dns_fds(dns_fds, ELEMENTSOF(dns_fds), &n_dns_fds);
+        if (r < 0)
+                return r;
 
         r = daemon_config_load(DAEMON_CONFIG_FILE, DAEMON_CONFIG_DROPIN_DIR, &config, &warnings);
         if (r < 0)
@@ -105,6 +152,12 @@ static int run(void)
         if (r < 0)
                 return r;
 
+        if (n_dns_fds > 0) {
+                r = manager_start_dns(m, dns_fds, n_dns_fds, &dns);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start the DNS server: %m");
+        }
+
         /* Request the name only now, so callers that activated us find every object. */
         r = sd_bus_request_name(m->bus, BANGER_BUS_NAME, 0);
         if (r < 0)
@@ -123,6 +176,7 @@ static int run(void)
 
         (void)sd_notify(false, "STOPPING=1");
         log_info("bangerd stopping");
+        dns = dns_server_free(dns);
         {
                 DaemonConfig *c = m->config;
 
