@@ -1,7 +1,9 @@
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "agent-proto.h"
 #include "macro.h"
@@ -62,6 +64,7 @@ START_TEST(test_exec_round_trip)
                 { .argv = argv },
                 { .flags = AGENT_EXEC_FLAG_STDIN, .argv = argv, .env = env, .cwd = (char *)"/x" },
                 { .argv = argv, .env = no_env, .cwd = (char *)"" },
+                { .flags = AGENT_EXEC_FLAGS_ALL, .argv = argv, .rows = 65535, .cols = 1 },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -75,6 +78,8 @@ START_TEST(test_exec_round_trip)
                 ck_assert_int_eq(agent_exec_decode(&f, &out), 0);
 
                 ck_assert_uint_eq(out.flags, cases[i].flags);
+                ck_assert_uint_eq(out.rows, cases[i].rows);
+                ck_assert_uint_eq(out.cols, cases[i].cols);
                 ck_assert_uint_eq(strv_length(out.argv), 4);
                 for (size_t j = 0; j < 4; j++)
                         ck_assert_str_eq(out.argv[j], argv[j]);
@@ -102,6 +107,177 @@ START_TEST(test_exec_requires_argv)
 
         ck_assert_int_eq(agent_exec_append(&b, 1, &e), -EINVAL);
         ck_assert_uint_eq(b.size, 0);
+}
+END_TEST
+
+START_TEST(test_exec_rejects_huge_terminal)
+{
+        char *argv[] = { "sh", NULL };
+        AgentExec rows = { .argv = argv, .rows = 65536 }, cols = { .argv = argv, .cols = 70000 };
+        AgentBuffer b = {};
+
+        ck_assert_int_eq(agent_exec_append(&b, 1, &rows), -EINVAL);
+        ck_assert_int_eq(agent_exec_append(&b, 1, &cols), -EINVAL);
+        ck_assert_uint_eq(b.size, 0);
+}
+END_TEST
+
+START_TEST(test_window_round_trip)
+{
+        static const uint32_t values[] = { 1, AGENT_WINDOW_INITIAL, UINT32_MAX };
+        AgentBuffer b = {};
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                uint32_t credit = 0;
+                AgentFrame f;
+
+                b.size = 0;
+                ck_assert_int_eq(agent_window_append(&b, 12, values[i]), 0);
+                f = decode_whole(&b);
+                ck_assert_uint_eq(f.type, AGENT_MSG_WINDOW);
+                ck_assert_uint_eq(f.request_id, 12);
+                ck_assert_int_eq(agent_window_decode(&f, &credit), 0);
+                ck_assert_uint_eq(credit, values[i]);
+        }
+
+        b.size = 0;
+        ck_assert_int_eq(agent_window_append(&b, 12, 0), -EINVAL);
+        ck_assert_uint_eq(b.size, 0);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_resize_round_trip)
+{
+        AgentBuffer b = {};
+        uint32_t rows = 0, cols = 0;
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_resize_append(&b, 3, 50, 132), 0);
+        f = decode_whole(&b);
+        ck_assert_uint_eq(f.type, AGENT_MSG_RESIZE);
+        ck_assert_int_eq(agent_resize_decode(&f, &rows, &cols), 0);
+        ck_assert_uint_eq(rows, 50);
+        ck_assert_uint_eq(cols, 132);
+
+        b.size = 0;
+        ck_assert_int_eq(agent_resize_append(&b, 3, 0, 80), -EINVAL);
+        ck_assert_int_eq(agent_resize_append(&b, 3, 24, 0), -EINVAL);
+        ck_assert_int_eq(agent_resize_append(&b, 3, 65536, 80), -EINVAL);
+        ck_assert_uint_eq(b.size, 0);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_ports_reply_round_trip)
+{
+        AgentPort ports[] = {
+                { .protocol = IPPROTO_TCP,
+                  .family = AF_INET,
+                  .address = { 127, 0, 0, 1 },
+                  .port = 22,
+                  .uid = 0,
+                  .pid = 1,
+                  .comm = "sshd" },
+                { .protocol = IPPROTO_UDP,
+                  .family = AF_INET6,
+                  .address = { [15] = 1 },
+                  .port = 65535,
+                  .uid = 4294967294u,
+                  .pid = 0,
+                  .comm = "" },
+                { .protocol = IPPROTO_TCP,
+                  .family = AF_INET6,
+                  .address = { 0xfe, 0x80, [15] = 7 },
+                  .port = 8080,
+                  .uid = 1000,
+                  .pid = 4242,
+                  .comm = "fifteen-chars-x" },
+        };
+        AgentPortList in = { .ports = ports, .n_ports = ELEMENTSOF(ports), .truncated = true };
+        AgentPortList out;
+        AgentBuffer b = {};
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_ports_reply_append(&b, 9, &in), 0);
+        f = decode_whole(&b);
+        ck_assert_uint_eq(f.type, AGENT_MSG_PORTS_REPLY);
+        ck_assert_int_eq(agent_ports_reply_decode(&f, &out), 0);
+        ck_assert(out.truncated);
+        ck_assert_uint_eq(out.n_ports, ELEMENTSOF(ports));
+        for (size_t i = 0; i < ELEMENTSOF(ports); i++) {
+                ck_assert_int_eq(out.ports[i].protocol, ports[i].protocol);
+                ck_assert_int_eq(out.ports[i].family, ports[i].family);
+                ck_assert_int_eq(memcmp(out.ports[i].address, ports[i].address, 16), 0);
+                ck_assert_uint_eq(out.ports[i].port, ports[i].port);
+                ck_assert_uint_eq(out.ports[i].uid, ports[i].uid);
+                ck_assert_uint_eq(out.ports[i].pid, ports[i].pid);
+                ck_assert_str_eq(out.ports[i].comm, ports[i].comm);
+        }
+        agent_port_list_done(&out);
+        ck_assert_ptr_null(out.ports);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_ports_reply_empty)
+{
+        AgentPortList in = {}, out = { .truncated = true };
+        AgentBuffer b = {};
+        AgentFrame f;
+
+        ck_assert_int_eq(agent_ports_reply_append(&b, 1, &in), 0);
+        f = decode_whole(&b);
+        ck_assert_int_eq(agent_ports_reply_decode(&f, &out), 0);
+        ck_assert_uint_eq(out.n_ports, 0);
+        ck_assert_ptr_null(out.ports);
+        ck_assert(!out.truncated);
+        agent_buffer_done(&b);
+}
+END_TEST
+
+START_TEST(test_ports_reply_rejects_bad_entries)
+{
+        AgentPort bad[] = {
+                { .protocol = IPPROTO_ICMP, .family = AF_INET },
+                { .protocol = IPPROTO_TCP, .family = AF_UNIX },
+                { .protocol = IPPROTO_TCP,
+                  .family = AF_INET,
+                  .comm = { 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n',
+                            'o', 'p' } },
+        };
+        AgentPortList many = { .n_ports = AGENT_PORTS_MAX + 1 };
+        AgentBuffer b = {};
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                AgentPortList l = { .ports = &bad[i], .n_ports = 1 };
+
+                ck_assert_int_eq(agent_ports_reply_append(&b, 1, &l), -EINVAL);
+                ck_assert_uint_eq(b.size, 0);
+        }
+        ck_assert_int_eq(agent_ports_reply_append(&b, 1, &many), -EMSGSIZE);
+        ck_assert_uint_eq(b.size, 0);
+}
+END_TEST
+
+START_TEST(test_credit_bounds)
+{
+        uint64_t credit = AGENT_WINDOW_INITIAL;
+
+        ck_assert_int_eq(agent_credit_take(&credit, AGENT_WINDOW_INITIAL + 1), -EPROTO);
+        ck_assert_uint_eq(credit, AGENT_WINDOW_INITIAL);
+        ck_assert_int_eq(agent_credit_take(&credit, AGENT_WINDOW_INITIAL), 0);
+        ck_assert_uint_eq(credit, 0);
+        ck_assert_int_eq(agent_credit_take(&credit, 0), 0);
+        ck_assert_int_eq(agent_credit_take(&credit, 1), -EPROTO);
+
+        ck_assert_int_eq(agent_credit_grant(&credit, AGENT_WINDOW_MAX), 0);
+        ck_assert_uint_eq(credit, AGENT_WINDOW_MAX);
+        ck_assert_int_eq(agent_credit_grant(&credit, 1), -EPROTO);
+        ck_assert_uint_eq(credit, AGENT_WINDOW_MAX);
+        credit = 0;
+        ck_assert_int_eq(agent_credit_grant(&credit, UINT32_MAX), -EPROTO);
+        ck_assert_uint_eq(credit, 0);
 }
 END_TEST
 
@@ -215,10 +391,79 @@ static const struct {
           AGENT_MSG_EXEC,
           { 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0 },
           17 },
+        { "exec in the version 1 layout",
+          AGENT_MSG_EXEC,
+          { 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0, 0, 0, 0, 0 },
+          21 },
+        { "exec rows above 65535",
+          AGENT_MSG_EXEC,
+          { 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80, 0, 0, 0 },
+          29 },
+        { "exec cut in the columns",
+          AGENT_MSG_EXEC,
+          { 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 80 },
+          26 },
         { "exit too short", AGENT_MSG_EXIT, { 0, 0, 0, 0 }, 4 },
         { "error code zero", AGENT_MSG_ERROR, { 0, 0, 0, 0, 0, 0, 0, 0 }, 8 },
         { "error negative code", AGENT_MSG_ERROR, { 0xfe, 0xff, 0xff, 0xff, 0, 0, 0, 0 }, 8 },
+        { "window of zero", AGENT_MSG_WINDOW, { 0, 0, 0, 0 }, 4 },
+        { "window too short", AGENT_MSG_WINDOW, { 1, 0, 0 }, 3 },
+        { "window trailing byte", AGENT_MSG_WINDOW, { 1, 0, 0, 0, 0 }, 5 },
+        { "resize of zero rows", AGENT_MSG_RESIZE, { 0, 0, 0, 0, 80, 0, 0, 0 }, 8 },
+        { "resize columns above 65535", AGENT_MSG_RESIZE, { 24, 0, 0, 0, 0, 0, 1, 0 }, 8 },
+        { "resize without columns", AGENT_MSG_RESIZE, { 24, 0, 0, 0 }, 4 },
+        { "ports unknown flag", AGENT_MSG_PORTS_REPLY, { 2, 0, 0, 0, 0, 0, 0, 0 }, 8 },
+        { "ports count beyond payload",
+          AGENT_MSG_PORTS_REPLY,
+          { 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff },
+          8 },
+        { "ports count without entries", AGENT_MSG_PORTS_REPLY, { 0, 0, 0, 0, 1, 0, 0, 0 }, 8 },
+        { "ports without count", AGENT_MSG_PORTS_REPLY, { 0, 0, 0, 0 }, 4 },
 };
+
+/* One PORTS_REPLY entry after flags 0 and count 1, with one field changed by each case. */
+#define PORT_ENTRY(protocol, version, address_tail, port_hi, comm_length)                        \
+        0, 0, 0, 0, 1, 0, 0, 0, protocol, 0, 0, 0, version, 0, 0, 0, 127, 0, 0, 1, address_tail, \
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 80, 0, port_hi, 0, 0, 0, 0, 0, 1, 0, 0, 0,      \
+                comm_length, 0, 0, 0
+static const struct {
+        const char *name;
+        uint8_t payload[80];
+        size_t size;
+} bad_port_entries[] = {
+        { "valid entry", { PORT_ENTRY(6, 4, 0, 0, 0) }, 48 },
+        { "protocol 1", { PORT_ENTRY(1, 4, 0, 0, 0) }, 48 },
+        { "ip version 5", { PORT_ENTRY(17, 5, 0, 0, 0) }, 48 },
+        { "ipv4 with bytes past 4", { PORT_ENTRY(6, 4, 9, 0, 0) }, 48 },
+        { "port above 65535", { PORT_ENTRY(6, 6, 0, 1, 0) }, 48 },
+        { "comm of 16 bytes",
+          { PORT_ENTRY(6, 4, 0, 0, 16), 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l',
+            'm', 'n', 'o', 'p' },
+          64 },
+        { "entry cut in the address", { PORT_ENTRY(6, 4, 0, 0, 0) }, 20 },
+        { "trailing byte", { PORT_ENTRY(6, 4, 0, 0, 0), 0 }, 49 },
+};
+
+START_TEST(test_ports_reply_bad_entry)
+{
+        AgentFrame f = {
+                .type = AGENT_MSG_PORTS_REPLY,
+                .payload = bad_port_entries[_i].payload,
+                .payload_size = (uint32_t)bad_port_entries[_i].size,
+        };
+        AgentPortList l;
+        int r, expected = _i == 0 ? 0 : -EBADMSG;
+
+        r = agent_ports_reply_decode(&f, &l);
+        ck_assert_msg(r == expected, "%s: expected %d, got %d", bad_port_entries[_i].name, expected,
+                      r);
+        if (r >= 0) {
+                ck_assert_uint_eq(l.n_ports, 1);
+                ck_assert_uint_eq(l.ports[0].port, 80);
+                agent_port_list_done(&l);
+        }
+}
+END_TEST
 
 START_TEST(test_decode_bad_payload)
 {
@@ -231,6 +476,8 @@ START_TEST(test_decode_bad_payload)
         AgentExec e;
         AgentExit x;
         AgentError err;
+        AgentPortList ports;
+        uint32_t credit, rows, cols;
         int r;
 
         switch (f.type) {
@@ -243,6 +490,15 @@ START_TEST(test_decode_bad_payload)
                 break;
         case AGENT_MSG_EXIT:
                 r = agent_exit_decode(&f, &x);
+                break;
+        case AGENT_MSG_WINDOW:
+                r = agent_window_decode(&f, &credit);
+                break;
+        case AGENT_MSG_RESIZE:
+                r = agent_resize_decode(&f, &rows, &cols);
+                break;
+        case AGENT_MSG_PORTS_REPLY:
+                r = agent_ports_reply_decode(&f, &ports);
                 break;
         default:
                 r = agent_error_decode(&f, &err);
@@ -350,6 +606,8 @@ START_TEST(test_message_type_names)
 {
         ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_EXEC), "exec");
         ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_SHUTDOWN_ACK), "shutdown-ack");
+        ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_WINDOW), "window");
+        ck_assert_str_eq(agent_message_type_to_string(AGENT_MSG_RESIZE), "resize");
         ck_assert_ptr_null(agent_message_type_to_string(0));
         ck_assert_ptr_null(agent_message_type_to_string(_AGENT_MSG_MAX));
         for (int t = 1; t < _AGENT_MSG_MAX; t++)
@@ -366,6 +624,14 @@ static Suite *agent_proto_suite(void)
         tcase_add_test(tc, test_hello_reply_round_trip);
         tcase_add_test(tc, test_exec_round_trip);
         tcase_add_test(tc, test_exec_requires_argv);
+        tcase_add_test(tc, test_exec_rejects_huge_terminal);
+        tcase_add_test(tc, test_window_round_trip);
+        tcase_add_test(tc, test_resize_round_trip);
+        tcase_add_test(tc, test_ports_reply_round_trip);
+        tcase_add_test(tc, test_ports_reply_empty);
+        tcase_add_test(tc, test_ports_reply_rejects_bad_entries);
+        tcase_add_loop_test(tc, test_ports_reply_bad_entry, 0, ELEMENTSOF(bad_port_entries));
+        tcase_add_test(tc, test_credit_bounds);
         tcase_add_test(tc, test_exit_and_error_round_trip);
         tcase_add_test(tc, test_decode_byte_by_byte);
         tcase_add_loop_test(tc, test_decode_bad_frame, 0, ELEMENTSOF(bad_frames));

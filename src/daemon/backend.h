@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent-proto.h" /* AGENT_VSOCK_PORT */
 #include "daemon-config.h"
 
 typedef struct VmBootParams VmBootParams;
@@ -42,5 +43,3 @@ const VmBackendOps *vm_backend_ops(VmBackend backend);
 #define FIRECRACKER_VSOCK_SOCKET "vsock.sock"
 /* The guest's vsock context id. Ids 0 to 2 are reserved for the hypervisor and the host. */
 #define FIRECRACKER_GUEST_CID 3U
-/* vsock port that the host connects to for the guest agent, chosen by banger. */
-#define AGENT_VSOCK_PORT 1024U

@@ -1,6 +1,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent-proto.h"
 
@@ -39,6 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 AgentExec e;
                 AgentExit x;
                 AgentError err;
+                AgentPortList ports;
+                uint32_t credit, rows, cols;
 
                 if (agent_hello_decode(&f, &h) >= 0)
                         agent_hello_done(&h);
@@ -50,6 +53,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void)agent_exit_decode(&f, &x);
                 if (agent_error_decode(&f, &err) >= 0)
                         agent_error_done(&err);
+                if (agent_window_decode(&f, &credit) >= 0 && credit == 0)
+                        abort();
+                if (agent_resize_decode(&f, &rows, &cols) >= 0 &&
+                    (rows == 0 || rows > UINT16_MAX || cols == 0 || cols > UINT16_MAX))
+                        abort();
+                if (agent_ports_reply_decode(&f, &ports) >= 0) {
+                        if (ports.n_ports > AGENT_PORTS_MAX)
+                                abort();
+                        for (size_t i = 0; i < ports.n_ports; i++)
+                                if (strnlen(ports.ports[i].comm, sizeof(ports.ports[i].comm)) ==
+                                    sizeof(ports.ports[i].comm))
+                                        abort();
+                        agent_port_list_done(&ports);
+                }
 
                 pos += consumed;
         }

@@ -1,6 +1,8 @@
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "agent-proto.h"
 #include "macro.h"
@@ -20,6 +22,8 @@ static const char *const message_type_table[_AGENT_MSG_MAX] = {
         [AGENT_MSG_ERROR] = "error",
         [AGENT_MSG_PORTS] = "ports",
         [AGENT_MSG_PORTS_REPLY] = "ports-reply",
+        [AGENT_MSG_WINDOW] = "window",
+        [AGENT_MSG_RESIZE] = "resize",
 };
 
 const char *agent_message_type_to_string(AgentMessageType t)
@@ -402,7 +406,7 @@ int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
         AgentBuffer p = {};
         int r;
 
-        if (strv_length(e->argv) == 0)
+        if (strv_length(e->argv) == 0 || e->rows > UINT16_MAX || e->cols > UINT16_MAX)
                 return -EINVAL;
 
         r = put_u32(&p, e->flags);
@@ -417,6 +421,10 @@ int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
                 r = put_u32(&p, e->cwd ? 1 : 0);
         if (r >= 0 && e->cwd)
                 r = put_string(&p, e->cwd);
+        if (r >= 0)
+                r = put_u32(&p, e->rows);
+        if (r >= 0)
+                r = put_u32(&p, e->cols);
         return finish_frame(b, AGENT_MSG_EXEC, request_id, &p, r);
 }
 
@@ -429,6 +437,21 @@ static int read_present(AgentReader *rd, bool *ret)
         if (r < 0)
                 return r;
         if (v > 1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+/* Reads a u32 that must fit 16 bits, such as a terminal size. */
+static int read_u16(AgentReader *rd, uint32_t *ret)
+{
+        uint32_t v;
+        int r;
+
+        r = agent_read_u32(rd, &v);
+        if (r < 0)
+                return r;
+        if (v > UINT16_MAX)
                 return -EBADMSG;
         *ret = v;
         return 0;
@@ -479,6 +502,13 @@ int agent_exec_decode(const AgentFrame *f, AgentExec *ret)
                 if (r < 0)
                         goto fail;
         }
+
+        r = read_u16(&rd, &e.rows);
+        if (r < 0)
+                goto fail;
+        r = read_u16(&rd, &e.cols);
+        if (r < 0)
+                goto fail;
 
         r = agent_read_end(&rd);
         if (r < 0)
@@ -557,5 +587,250 @@ int agent_error_decode(const AgentFrame *f, AgentError *ret)
         }
 
         *ret = e;
+        return 0;
+}
+
+int agent_window_append(AgentBuffer *b, uint32_t request_id, uint32_t credit)
+{
+        AgentBuffer p = {};
+        int r;
+
+        if (credit == 0)
+                return -EINVAL;
+
+        r = put_u32(&p, credit);
+        return finish_frame(b, AGENT_MSG_WINDOW, request_id, &p, r);
+}
+
+int agent_window_decode(const AgentFrame *f, uint32_t *ret_credit)
+{
+        AgentReader rd = agent_reader_init(f);
+        uint32_t credit;
+        int r;
+
+        if (f->type != AGENT_MSG_WINDOW)
+                return -EBADMSG;
+
+        r = agent_read_u32(&rd, &credit);
+        if (r >= 0)
+                r = agent_read_end(&rd);
+        if (r < 0)
+                return r;
+        if (credit == 0)
+                return -EBADMSG;
+
+        *ret_credit = credit;
+        return 0;
+}
+
+static bool terminal_size_valid(uint32_t rows, uint32_t cols)
+{
+        return rows >= 1 && rows <= UINT16_MAX && cols >= 1 && cols <= UINT16_MAX;
+}
+
+int agent_resize_append(AgentBuffer *b, uint32_t request_id, uint32_t rows, uint32_t cols)
+{
+        AgentBuffer p = {};
+        int r;
+
+        if (!terminal_size_valid(rows, cols))
+                return -EINVAL;
+
+        r = put_u32(&p, rows);
+        if (r >= 0)
+                r = put_u32(&p, cols);
+        return finish_frame(b, AGENT_MSG_RESIZE, request_id, &p, r);
+}
+
+int agent_resize_decode(const AgentFrame *f, uint32_t *ret_rows, uint32_t *ret_cols)
+{
+        AgentReader rd = agent_reader_init(f);
+        uint32_t rows, cols;
+        int r;
+
+        if (f->type != AGENT_MSG_RESIZE)
+                return -EBADMSG;
+
+        r = agent_read_u32(&rd, &rows);
+        if (r >= 0)
+                r = agent_read_u32(&rd, &cols);
+        if (r >= 0)
+                r = agent_read_end(&rd);
+        if (r < 0)
+                return r;
+        if (!terminal_size_valid(rows, cols))
+                return -EBADMSG;
+
+        *ret_rows = rows;
+        *ret_cols = cols;
+        return 0;
+}
+
+void agent_port_list_done(AgentPortList *l)
+{
+        free(l->ports);
+        *l = (AgentPortList){};
+}
+
+#define PORTS_FLAG_TRUNCATED (1u << 0)
+/* Bytes of a PORTS_REPLY entry with an empty comm. */
+#define PORT_ENTRY_MIN_SIZE (6u * 4u + 16u)
+
+static int put_port(AgentBuffer *p, const AgentPort *port)
+{
+        uint32_t version = port->family == AF_INET6 ? 6 : 4;
+        size_t address_size = port->family == AF_INET6 ? 16 : 4;
+        uint8_t address[16] = {};
+        int r;
+
+        if ((port->protocol != IPPROTO_TCP && port->protocol != IPPROTO_UDP) ||
+            (port->family != AF_INET && port->family != AF_INET6) ||
+            strnlen(port->comm, sizeof(port->comm)) == sizeof(port->comm))
+                return -EINVAL;
+        memcpy(address, port->address, address_size);
+
+        r = put_u32(p, (uint32_t)port->protocol);
+        if (r >= 0)
+                r = put_u32(p, version);
+        if (r >= 0)
+                r = agent_buffer_append(p, address, sizeof(address));
+        if (r >= 0)
+                r = put_u32(p, port->port);
+        if (r >= 0)
+                r = put_u32(p, port->uid);
+        if (r >= 0)
+                r = put_u32(p, port->pid);
+        if (r >= 0)
+                r = put_string(p, port->comm);
+        return r;
+}
+
+int agent_ports_reply_append(AgentBuffer *b, uint32_t request_id, const AgentPortList *l)
+{
+        AgentBuffer p = {};
+        int r;
+
+        if (l->n_ports > AGENT_PORTS_MAX)
+                return -EMSGSIZE;
+
+        r = put_u32(&p, l->truncated ? PORTS_FLAG_TRUNCATED : 0);
+        if (r >= 0)
+                r = put_u32(&p, (uint32_t)l->n_ports);
+        for (size_t i = 0; r >= 0 && i < l->n_ports; i++)
+                r = put_port(&p, &l->ports[i]);
+        return finish_frame(b, AGENT_MSG_PORTS_REPLY, request_id, &p, r);
+}
+
+static int read_port(AgentReader *rd, AgentPort *ret)
+{
+        _cleanup_free_ char *comm = NULL;
+        uint32_t protocol, version, port, uid, pid;
+        uint8_t address[16];
+        int r;
+
+        r = agent_read_u32(rd, &protocol);
+        if (r < 0)
+                return r;
+        r = agent_read_u32(rd, &version);
+        if (r < 0)
+                return r;
+        if (rd->left < sizeof(address))
+                return -EBADMSG;
+        memcpy(address, rd->p, sizeof(address));
+        rd->p += sizeof(address);
+        rd->left -= sizeof(address);
+        r = agent_read_u32(rd, &port);
+        if (r < 0)
+                return r;
+        r = agent_read_u32(rd, &uid);
+        if (r < 0)
+                return r;
+        r = agent_read_u32(rd, &pid);
+        if (r < 0)
+                return r;
+        r = agent_read_string(rd, &comm);
+        if (r < 0)
+                return r;
+
+        if ((protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) ||
+            (version != 4 && version != 6) || port > UINT16_MAX ||
+            strlen(comm) >= sizeof(ret->comm))
+                return -EBADMSG;
+        /* An IPv4 address leaves the rest of the field zero, so each address has one encoding. */
+        if (version == 4)
+                for (size_t i = 4; i < sizeof(address); i++)
+                        if (address[i] != 0)
+                                return -EBADMSG;
+
+        *ret = (AgentPort){
+                .protocol = (int)protocol,
+                .family = version == 6 ? AF_INET6 : AF_INET,
+                .port = (uint16_t)port,
+                .uid = uid,
+                .pid = pid,
+        };
+        memcpy(ret->address, address, sizeof(address));
+        strcpy(ret->comm, comm);
+        return 0;
+}
+
+int agent_ports_reply_decode(const AgentFrame *f, AgentPortList *ret)
+{
+        AgentReader rd = agent_reader_init(f);
+        AgentPortList l = {};
+        uint32_t flags, n;
+        int r;
+
+        if (f->type != AGENT_MSG_PORTS_REPLY)
+                return -EBADMSG;
+
+        r = agent_read_u32(&rd, &flags);
+        if (r < 0)
+                return r;
+        r = agent_read_u32(&rd, &n);
+        if (r < 0)
+                return r;
+        /* The count is checked against the payload size before anything is allocated. */
+        if ((flags & ~PORTS_FLAG_TRUNCATED) != 0 || n > AGENT_PORTS_MAX ||
+            n > rd.left / PORT_ENTRY_MIN_SIZE)
+                return -EBADMSG;
+
+        if (n > 0) {
+                l.ports = calloc(n, sizeof(AgentPort));
+                if (!l.ports)
+                        return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+                r = read_port(&rd, &l.ports[i]);
+                if (r < 0)
+                        goto fail;
+                l.n_ports++;
+        }
+        r = agent_read_end(&rd);
+        if (r < 0)
+                goto fail;
+
+        l.truncated = flags & PORTS_FLAG_TRUNCATED;
+        *ret = l;
+        return 0;
+
+fail:
+        agent_port_list_done(&l);
+        return r;
+}
+
+int agent_credit_grant(uint64_t *credit, uint32_t n)
+{
+        if (n > AGENT_WINDOW_MAX || *credit > AGENT_WINDOW_MAX - n)
+                return -EPROTO;
+        *credit += n;
+        return 0;
+}
+
+int agent_credit_take(uint64_t *credit, size_t size)
+{
+        if (size > *credit)
+                return -EPROTO;
+        *credit -= size;
         return 0;
 }

@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 /* Wire protocol between the host (agent-client.c) and banger-agent in the guest, carried over
- * a virtio-serial port. Shared by host and guest, so it uses no library beyond libc.
+ * a virtio-serial port (QEMU) or a vsock stream (Firecracker). Shared by host and guest, so it
+ * uses no library beyond libc.
  *
  * Every frame is a 16-byte header followed by the payload, all integers little-endian:
  *
@@ -20,9 +21,24 @@
  * no NUL). The host opens each connection with HELLO carrying a random nonce and ignores every
  * frame until the HELLO_REPLY with that nonce, so bytes left over from an earlier connection
  * cannot be taken for replies. A HELLO also makes the agent abandon whatever request it was
- * serving. */
+ * serving. Both sides reject a peer of another protocol version: the agent replies to such a
+ * HELLO with its own version and then replies to every well-formed request with ERROR
+ * EPROTONOSUPPORT.
+ *
+ * An EXEC request ends with one EXIT or one ERROR frame. In between, the agent streams the
+ * command's output as STDOUT and STDERR frames of at most AGENT_OUTPUT_CHUNK_MAX bytes, and the
+ * host may send STDIN, STDIN_EOF, WINDOW and RESIZE frames with the EXEC's request id.
+ *
+ * Flow control: each side has credit for the payload bytes it may still send, STDOUT and
+ * STDERR together for the agent and STDIN for the host. Both start at AGENT_WINDOW_INITIAL when
+ * the EXEC is sent. A WINDOW frame adds its value to the credit of the side that receives it.
+ * The host sends WINDOW once it has written output on, and the agent once it has written input
+ * into the command, so neither buffers more than a window however slow the other side is.
+ * Sending past one's credit, or a WINDOW that raises the peer's credit above AGENT_WINDOW_MAX,
+ * breaks the protocol: the agent replies with ERROR EPROTO and kills the command, the host
+ * fails the call with -EPROTO. */
 
-#define AGENT_PROTOCOL_VERSION  1u
+#define AGENT_PROTOCOL_VERSION  2u
 #define AGENT_FRAME_MAGIC       0x41474e42u /* "BNGA" on the wire */
 #define AGENT_FRAME_HEADER_SIZE 16u
 #define AGENT_FRAME_MAX         (1024u * 1024u)
@@ -32,8 +48,16 @@
  * So a disconnect never cuts a frame inside the guest. */
 #define AGENT_OUTPUT_CHUNK_MAX (32u * 1024u - AGENT_FRAME_HEADER_SIZE)
 
+/* Credit each side of an EXEC starts with, and the most it may ever hold, in payload bytes. */
+#define AGENT_WINDOW_INITIAL (256u * 1024u)
+#define AGENT_WINDOW_MAX     (16u * 1024u * 1024u)
+
 /* Path of banger-agent inside the initramfs, where banger-init starts it. */
 #define AGENT_GUEST_PATH "/banger-agent"
+
+/* vsock port banger-agent listens on, chosen by banger. The host reaches it through
+ * Firecracker's hybrid vsock socket (see vsock.h). */
+#define AGENT_VSOCK_PORT 1024U
 
 typedef enum AgentMessageType {
         AGENT_MSG_HELLO = 1,         /* host: u32 version, u64 nonce */
@@ -43,21 +67,28 @@ typedef enum AgentMessageType {
         AGENT_MSG_STDERR = 5,        /* agent: raw bytes */
         AGENT_MSG_EXIT = 6,          /* agent: i32 exit status (-1 when signalled), i32 signal */
         AGENT_MSG_STDIN = 7,         /* host: raw bytes, for AGENT_EXEC_FLAG_STDIN */
-        AGENT_MSG_STDIN_EOF = 8,     /* host: empty */
+        AGENT_MSG_STDIN_EOF = 8,     /* host: empty; no STDIN may follow */
         AGENT_MSG_SHUTDOWN = 9,      /* host: empty */
         AGENT_MSG_SHUTDOWN_ACK = 10, /* agent: empty */
         AGENT_MSG_ERROR = 11,        /* agent: i32 errno value (positive), string message */
-        AGENT_MSG_PORTS = 12,        /* host: empty; reserved, agents of version 1 reply ERROR */
-        AGENT_MSG_PORTS_REPLY = 13,  /* agent: reserved for the listening-port list */
+        AGENT_MSG_PORTS = 12,        /* host: empty */
+        AGENT_MSG_PORTS_REPLY = 13,  /* agent: see AgentPortList */
+        AGENT_MSG_WINDOW = 14,       /* both: u32 credit added, at least 1 */
+        AGENT_MSG_RESIZE = 15,       /* host: u32 rows, u32 columns, each 1 to 65535 */
         _AGENT_MSG_MAX,
         _AGENT_MSG_INVALID = -EINVAL,
 } AgentMessageType;
 
 const char *agent_message_type_to_string(AgentMessageType t);
 
-/* Flags of an EXEC request. Version 1 agents reject any flag with ERROR EOPNOTSUPP. */
-#define AGENT_EXEC_FLAG_TTY   (1u << 0) /* reserved: run on a pseudo-terminal */
-#define AGENT_EXEC_FLAG_STDIN (1u << 1) /* reserved: stream stdin with STDIN frames */
+/* Flags of an EXEC request. Agents reject unknown flags with ERROR EOPNOTSUPP. */
+#define AGENT_EXEC_FLAG_TTY   (1u << 0) /* run on a pseudo-terminal, output comes as STDOUT */
+#define AGENT_EXEC_FLAG_STDIN (1u << 1) /* stream stdin with STDIN frames, else /dev/null */
+#define AGENT_EXEC_FLAGS_ALL  (AGENT_EXEC_FLAG_TTY | AGENT_EXEC_FLAG_STDIN)
+
+/* Terminal size of a TTY command whose EXEC gives 0 rows or columns. */
+#define AGENT_TTY_ROWS_DEFAULT 24u
+#define AGENT_TTY_COLS_DEFAULT 80u
 
 typedef struct AgentFrame {
         uint16_t type;
@@ -129,9 +160,11 @@ typedef struct AgentHello {
 
 typedef struct AgentExec {
         uint32_t flags;
-        char **argv; /* at least one entry */
-        char **env;  /* NULL: the guest config's environment */
-        char *cwd;   /* NULL: the guest config's working directory, else "/" */
+        char **argv;   /* at least one entry */
+        char **env;    /* NULL: the guest config's environment */
+        char *cwd;     /* NULL: the guest config's working directory, else "/" */
+        uint32_t rows; /* terminal size with AGENT_EXEC_FLAG_TTY, at most 65535; 0: default */
+        uint32_t cols;
 } AgentExec;
 
 typedef struct AgentExit {
@@ -144,9 +177,32 @@ typedef struct AgentError {
         char *message;
 } AgentError;
 
+/* A listening TCP socket or a bound, unconnected UDP socket in the guest. */
+typedef struct AgentPort {
+        int protocol;        /* IPPROTO_TCP or IPPROTO_UDP */
+        int family;          /* AF_INET or AF_INET6 */
+        uint8_t address[16]; /* network byte order; AF_INET uses the first 4 bytes */
+        uint16_t port;
+        uint32_t uid;  /* owner of the socket */
+        uint32_t pid;  /* lowest process id holding the socket, 0 when none was found */
+        char comm[16]; /* that process's name, at most 15 bytes as in /proc/PID/comm */
+} AgentPort;
+
+/* Payload of PORTS_REPLY: u32 flags (bit 0: truncated), u32 count, then per port u32 protocol
+ * (6 TCP, 17 UDP), u32 IP version (4 or 6), 16 address bytes, u32 port, u32 uid, u32 pid and
+ * the string comm. */
+typedef struct AgentPortList {
+        AgentPort *ports;
+        size_t n_ports;
+        bool truncated; /* the guest had more than AGENT_PORTS_MAX sockets to list */
+} AgentPortList;
+
+#define AGENT_PORTS_MAX 8192u
+
 void agent_hello_done(AgentHello *h);
 void agent_exec_done(AgentExec *e);
 void agent_error_done(AgentError *e);
+void agent_port_list_done(AgentPortList *l);
 
 /* Encoders append a whole frame to b. Decoders parse the payload of a frame of the matching
  * type and return -EBADMSG for a malformed payload or one with bytes left over. */
@@ -159,3 +215,17 @@ int agent_exit_append(AgentBuffer *b, uint32_t request_id, const AgentExit *e);
 int agent_exit_decode(const AgentFrame *f, AgentExit *ret);
 int agent_error_append(AgentBuffer *b, uint32_t request_id, int code, const char *message);
 int agent_error_decode(const AgentFrame *f, AgentError *ret);
+int agent_window_append(AgentBuffer *b, uint32_t request_id, uint32_t credit);
+int agent_window_decode(const AgentFrame *f, uint32_t *ret_credit);
+int agent_resize_append(AgentBuffer *b, uint32_t request_id, uint32_t rows, uint32_t cols);
+int agent_resize_decode(const AgentFrame *f, uint32_t *ret_rows, uint32_t *ret_cols);
+/* Returns -EMSGSIZE for more than AGENT_PORTS_MAX ports. */
+int agent_ports_reply_append(AgentBuffer *b, uint32_t request_id, const AgentPortList *l);
+int agent_ports_reply_decode(const AgentFrame *f, AgentPortList *ret);
+
+/* Flow control bookkeeping, the same on both sides. agent_credit_grant() adds the credit of a
+ * WINDOW frame and returns -EPROTO when that raises *credit above AGENT_WINDOW_MAX.
+ * agent_credit_take() subtracts the size of a payload about to be sent or just received and
+ * returns -EPROTO, leaving *credit alone, when size is more than *credit. */
+int agent_credit_grant(uint64_t *credit, uint32_t n);
+int agent_credit_take(uint64_t *credit, size_t size);
