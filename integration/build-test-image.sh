@@ -18,6 +18,9 @@
 # the same digests. The manifest digest is printed on stdout.
 set -euo pipefail
 
+# shellcheck source=integration/lib-oci-layout.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-oci-layout.sh"
+
 # The scenario reads /etc/banger-test in the guest and expects this line.
 TEST_IMAGE_LINE="banger test image, layer 2"
 
@@ -35,13 +38,7 @@ busybox=$(dpkg -L busybox-static 2>/dev/null | grep -m1 '/bin/busybox$' || true)
 [[ -n $busybox && -x $busybox ]] ||
 	die "busybox from busybox-static not found; install it with: apt-get install busybox-static"
 
-# Replace OUTDIR only when it is empty or already an OCI layout, so a typo
-# never deletes an unrelated directory.
-if [[ -e $outdir ]]; then
-	if [[ ! -f $outdir/oci-layout ]] && [[ -n $(ls -A "$outdir") ]]; then
-		die "$outdir exists and is not an OCI image layout; pass an empty or new directory"
-	fi
-fi
+oci_check_outdir "$outdir" || exit 1
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/banger-test-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -139,27 +136,11 @@ write_layer(os.path.join(work, "layer2.tar"), layer2)
 EOF
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-size_of() { stat -c %s "$1"; }
-
-mkdir -p "$work/layout/blobs/sha256"
-blobs=$work/layout/blobs/sha256
-
-# Store a file as a blob and print its digest.
-store_blob() {
-	local digest
-	digest=$(sha256_of "$1")
-	cp "$1" "$blobs/$digest"
-	echo "$digest"
-}
 
 diff_ids=()
-layer_digests=()
-layer_sizes=()
 for n in 1 2; do
 	diff_ids+=("$(sha256_of "$work/layer$n.tar")")
 	gzip -n -9 <"$work/layer$n.tar" >"$work/layer$n.tar.gz"
-	layer_digests+=("$(store_blob "$work/layer$n.tar.gz")")
-	layer_sizes+=("$(size_of "$work/layer$n.tar.gz")")
 done
 
 created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
@@ -182,55 +163,12 @@ cat >"$work/config.json" <<EOF
   ]
 }
 EOF
-config_digest=$(store_blob "$work/config.json")
-config_size=$(size_of "$work/config.json")
-
-cat >"$work/manifest.json" <<EOF
-{
-  "schemaVersion": 2,
-  "mediaType": "application/vnd.oci.image.manifest.v1+json",
-  "config": {
-    "mediaType": "application/vnd.oci.image.config.v1+json",
-    "digest": "sha256:$config_digest",
-    "size": $config_size
-  },
-  "layers": [
-    {
-      "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-      "digest": "sha256:${layer_digests[0]}",
-      "size": ${layer_sizes[0]}
-    },
-    {
-      "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-      "digest": "sha256:${layer_digests[1]}",
-      "size": ${layer_sizes[1]}
-    }
-  ]
-}
-EOF
-manifest_digest=$(store_blob "$work/manifest.json")
-manifest_size=$(size_of "$work/manifest.json")
-
-cat >"$work/layout/index.json" <<EOF
-{
-  "schemaVersion": 2,
-  "mediaType": "application/vnd.oci.image.index.v1+json",
-  "manifests": [
-    {
-      "mediaType": "application/vnd.oci.image.manifest.v1+json",
-      "digest": "sha256:$manifest_digest",
-      "size": $manifest_size,
-      "annotations": {"org.opencontainers.image.ref.name": "latest"},
-      "platform": {"architecture": "amd64", "os": "linux"}
-    }
-  ]
-}
-EOF
-echo '{"imageLayoutVersion": "1.0.0"}' >"$work/layout/oci-layout"
+manifest_digest=$(oci_write_layout "$work/layout" "$work/config.json" "$work/layer1.tar.gz" \
+	"$work/layer2.tar.gz") || die "failed to write the OCI layout $work/layout"
 
 rm -rf "$outdir"
 mkdir -p "$(dirname "$outdir")"
 mv "$work/layout" "$outdir"
 chmod -R a+rX "$outdir"
-log "wrote $outdir (manifest sha256:$manifest_digest)"
-echo "sha256:$manifest_digest"
+log "wrote $outdir (manifest $manifest_digest)"
+echo "$manifest_digest"
