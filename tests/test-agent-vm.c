@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 
 #include "agent-client.h"
 #include "agent-proto.h"
+#include "agent-test-util.h"
 #include "config.h"
 #include "fileio.h"
 #include "guest-config.h"
@@ -85,7 +87,8 @@ static int build_images(const char *kernel_dir, const char *build_dir)
                 /* No /tmp: banger-init mounts a tmpfs there. */
                 "mkdir -p rootfs/bin rootfs/etc rootfs/proc rootfs/sys rootfs/dev rootfs/run\n"
                 "cp /bin/busybox rootfs/bin/\n"
-                "for c in sh cat echo head sleep kill yes dd pwd hostname grep ip ping test; do\n"
+                "for c in sh cat echo head sleep kill yes dd pwd hostname grep ip ping test tee "
+                "sha256sum cut tty stty nc httpd; do\n"
                 "  ln -s busybox rootfs/bin/$c\n"
                 "done\n"
                 /* A link to a stub resolver's file, as systemd images ship. */
@@ -412,6 +415,103 @@ START_TEST(test_exec_command_not_found)
 }
 END_TEST
 
+START_TEST(test_stream_stdin_through_cat)
+{
+        SKIP_WITHOUT_VM();
+        /* Four windows of stdin. */
+        check_stream_stdin_through_cat(socket_path, 1024u * 1024u + 3u);
+}
+END_TEST
+
+START_TEST(test_stream_output_over_10mb)
+{
+        SKIP_WITHOUT_VM();
+        check_stream_output_hash(socket_path, 12582912, "/tmp/data", EXEC_TIMEOUT);
+}
+END_TEST
+
+START_TEST(test_stream_stderr_and_exit_status)
+{
+        SKIP_WITHOUT_VM();
+        check_stream_stderr_and_exit_status(socket_path);
+}
+END_TEST
+
+START_TEST(test_stream_killed_by_signal)
+{
+        SKIP_WITHOUT_VM();
+        check_stream_killed_by_signal(socket_path);
+}
+END_TEST
+
+START_TEST(test_stream_tty_name_and_size)
+{
+        SKIP_WITHOUT_VM();
+        check_stream_tty_size(socket_path, 33, 99);
+}
+END_TEST
+
+START_TEST(test_stream_tty_resize)
+{
+        SKIP_WITHOUT_VM();
+        check_stream_tty_resize(socket_path, EXEC_TIMEOUT);
+}
+END_TEST
+
+static const AgentPort *find_tcp_port(const AgentPortList *l, uint16_t port)
+{
+        for (size_t i = 0; i < l->n_ports; i++)
+                if (l->ports[i].protocol == IPPROTO_TCP && l->ports[i].port == port)
+                        return &l->ports[i];
+        return NULL;
+}
+
+START_TEST(test_ports_list_exec_listeners)
+{
+        SKIP_WITHOUT_VM();
+        _cleanup_result_ AgentExecResult *res =
+                exec_sh("nc -l -p 7070 </dev/null >/dev/null 2>&1 & echo $!; "
+                        "httpd -f -p 8080 -h /tmp </dev/null >/dev/null 2>&1 & echo $!",
+                        NULL, NULL);
+        const AgentPort *nc = NULL, *httpd = NULL;
+        _cleanup_free_ char *kill_script = NULL;
+        AgentPortList l = {};
+        pid_t nc_pid, httpd_pid;
+        char *second;
+
+        ck_assert_int_eq(res->exit_status, 0);
+        nc_pid = parse_pid_line(res->out);
+        second = strchr(res->out, '\n');
+        ck_assert_ptr_nonnull(second);
+        httpd_pid = parse_pid_line(second + 1);
+
+        /* The listeners start in the background: ask until both are there. */
+        for (unsigned i = 0; i < 100 && (!nc || !httpd); i++) {
+                struct timespec ts = { .tv_nsec = 100 * 1000 * 1000 };
+
+                agent_port_list_done(&l);
+                ck_assert_int_eq(agent_list_ports(socket_path, EXEC_TIMEOUT, &l), 0);
+                nc = find_tcp_port(&l, 7070);
+                httpd = find_tcp_port(&l, 8080);
+                if (!nc || !httpd)
+                        nanosleep(&ts, NULL);
+        }
+        ck_assert_ptr_nonnull(nc);
+        ck_assert_ptr_nonnull(httpd);
+        ck_assert_uint_eq(nc->pid, (uint32_t)nc_pid);
+        ck_assert_str_eq(nc->comm, "nc");
+        ck_assert_uint_eq(nc->uid, 0);
+        ck_assert_uint_eq(httpd->pid, (uint32_t)httpd_pid);
+        ck_assert_str_eq(httpd->comm, "httpd");
+        agent_port_list_done(&l);
+
+        ck_assert_int_ge(asprintf(&kill_script, "kill %d %d", (int)nc_pid, (int)httpd_pid), 0);
+        agent_exec_result_free(TAKE_PTR(res));
+        res = exec_sh(kill_script, NULL, NULL);
+        ck_assert_int_eq(res->exit_status, 0);
+}
+END_TEST
+
 static char *console_log(void)
 {
         _cleanup_free_ char *path = NULL;
@@ -501,23 +601,6 @@ START_TEST(test_bad_network_reported)
 }
 END_TEST
 
-static int raw_connect(void)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd;
-
-        strcpy(sa.sun_path, socket_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        return fd;
-}
-
-static void raw_send(int fd, const AgentBuffer *b)
-{
-        ck_assert_int_eq(send(fd, b->data, b->size, MSG_NOSIGNAL), (ssize_t)b->size);
-}
-
 /* Reads until at least min bytes of agent output arrived; returns how many did. */
 static size_t raw_read_some(int fd, size_t min)
 {
@@ -555,7 +638,7 @@ START_TEST(test_disconnect_mid_exec)
         int fd;
 
         /* Start an endless command, take some of its output and hang up. */
-        fd = raw_connect();
+        fd = raw_connect(socket_path);
         ck_assert_int_eq(agent_hello_append(&b, AGENT_MSG_HELLO, 0, &hello), 0);
         ck_assert_int_eq(agent_exec_append(&b, 77, &e), 0);
         raw_send(fd, &b);
@@ -578,7 +661,7 @@ START_TEST(test_disconnect_mid_frame)
 
         /* Garbage, then half an EXEC frame, then hang up: the next client must not see
          * either. */
-        fd = raw_connect();
+        fd = raw_connect(socket_path);
         ck_assert_int_eq(agent_buffer_append(&b, "garbage\nBNG", 11), 0);
         ck_assert_int_eq(agent_exec_append(&b, 78, &e), 0);
         b.size -= 6;
@@ -604,7 +687,7 @@ START_TEST(test_disconnect_mid_large_frame)
         ck_assert_ptr_nonnull(big);
         memset(big, 'x', 65535);
         big[65535] = '\0';
-        fd = raw_connect();
+        fd = raw_connect(socket_path);
         ck_assert_int_eq(agent_exec_append(&b, 79, &e), 0);
         b.size /= 2;
         raw_send(fd, &b);
@@ -716,6 +799,13 @@ static Suite *agent_vm_suite(void)
         tcase_add_test(tc, test_exec_exit_status);
         tcase_add_test(tc, test_exec_killed_by_signal);
         tcase_add_test(tc, test_exec_command_not_found);
+        tcase_add_test(tc, test_stream_stdin_through_cat);
+        tcase_add_test(tc, test_stream_output_over_10mb);
+        tcase_add_test(tc, test_stream_stderr_and_exit_status);
+        tcase_add_test(tc, test_stream_killed_by_signal);
+        tcase_add_test(tc, test_stream_tty_name_and_size);
+        tcase_add_test(tc, test_stream_tty_resize);
+        tcase_add_test(tc, test_ports_list_exec_listeners);
         tcase_add_test(tc, test_disconnect_mid_exec);
         tcase_add_test(tc, test_disconnect_mid_frame);
         tcase_add_test(tc, test_disconnect_mid_large_frame);

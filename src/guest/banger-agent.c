@@ -1,63 +1,721 @@
-/* banger-agent: serves the host's requests on a virtio-serial port inside the guest.
+/* banger-agent: serves the host's requests inside the guest, on a virtio-serial port (QEMU)
+ * and on vsock port AGENT_VSOCK_PORT (Firecracker).
  *
- * One request at a time: a handshake, an EXEC whose output streams back as STDOUT and STDERR
- * frames until EXIT, or a SHUTDOWN. The host may go away at any moment. The agent then kills
- * the running command, drops what it had queued and waits for the next connection. */
+ * Each connection is a session that serves one request at a time: a handshake, an EXEC whose
+ * input and output stream until EXIT, a PORTS listing, or a SHUTDOWN. The virtio-serial port
+ * carries one host connection after another, and vsock takes up to SESSIONS_MAX at once. The
+ * host may go away at any moment. The agent then kills the session's command and drops what
+ * it had queued. */
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent-exec.h"
+#include "agent-ports.h"
 #include "agent-proto.h"
 #include "config.h"
 #include "guest-config.h"
 #include "guest-util.h"
 #include "macro.h"
-#include "strv.h"
 
 /* The port appears when the virtio_console module has probed it, a moment after boot. */
 #define PORT_WAIT_USEC (30u * 1000u * 1000u)
-/* How often the agent checks whether a host connected while none is. */
+#define PORT_RETRY_MS  100
+/* How often the agent checks whether a host connected to the port while none is. */
 #define RECONNECT_POLL_MS 50
-/* Child output is not read while this much is queued for the host, so a slow host slows the
- * command down instead of growing the agent's memory. */
+/* Child output is not read while this much is queued for the host, so a slow transport slows
+ * the command down instead of growing the agent's memory. */
 #define OUTPUT_QUEUE_MAX (256u * 1024u)
+/* Requests are not read while this much is queued for the host, so a host that sends requests
+ * without reading the replies cannot grow the agent's memory. Output alone stays below it. */
+#define SESSION_QUEUE_MAX (4u * 1024u * 1024u)
+/* Connections served at once over vsock or a unix socket. */
+#define SESSIONS_MAX 16u
+/* Stdin credit goes back to the host in WINDOW frames of at least this many bytes, or as soon
+ * as everything received has been written to the command. */
+#define WINDOW_UPDATE_MIN (AGENT_WINDOW_INITIAL / 4u)
+
+typedef enum HelloState {
+        HELLO_NONE,     /* no HELLO on this connection yet */
+        HELLO_OK,       /* HELLO of AGENT_PROTOCOL_VERSION */
+        HELLO_MISMATCH, /* HELLO of another version: requests get EPROTONOSUPPORT */
+} HelloState;
 
 typedef struct Exec {
         pid_t pid; /* 0 when no command runs */
         uint32_t request_id;
-        int out_fd;
-        int err_fd;
+        uint32_t flags;
+        ExecFds fds;
+        AgentBuffer input; /* STDIN payload not yet written to fds.in */
+        bool input_eof;    /* STDIN_EOF received */
+        uint64_t output_credit;
+        uint64_t input_credit;
+        uint32_t input_done; /* input bytes written or dropped since the last WINDOW */
         bool reaped;
         int status;
 } Exec;
 
+typedef struct Session {
+        int fd;
+        bool serial; /* the virtio-serial port, which stays open from one host to the next */
+        bool connected;
+        bool closed; /* an accepted connection that ended, freed after the poll round */
+        HelloState hello;
+        AgentBuffer in;
+        AgentBuffer out;
+        size_t frame_left; /* serial: bytes of the frame at the start of out not yet written */
+        Exec exec;
+} Session;
+
 typedef struct Agent {
         const char *root;
         GuestConfig *config;
-        int port_fd;
         int signal_fd;
-        bool connected;
-        AgentBuffer in;
-        AgentBuffer out;
-        Exec exec;
+        const char *port_name; /* NULL: no virtio-serial port, or the search gave up */
+        uint64_t port_deadline;
+        Session serial; /* fd is -EBADF until the port is open */
+        int vsock_fd;
+        int unix_fd;
+        const char *unix_path;
+        Session *accepted[SESSIONS_MAX];
 } Agent;
 
-static void exec_close_pipes(Exec *e)
+static void exec_init(Exec *e)
 {
-        e->out_fd = safe_close(e->out_fd);
-        e->err_fd = safe_close(e->err_fd);
+        *e = (Exec){ .fds = { .out = -EBADF, .err = -EBADF, .in = -EBADF } };
+}
+
+static void exec_done(Exec *e)
+{
+        safe_close(e->fds.out);
+        safe_close(e->fds.err);
+        safe_close(e->fds.in);
+        agent_buffer_done(&e->input);
+        exec_init(e);
+}
+
+static void abort_exec(Exec *e)
+{
+        if (e->pid == 0)
+                return;
+
+        /* handle_signals() reaps it later, without an EXIT frame. */
+        if (!e->reaped) {
+                (void)kill(-e->pid, SIGKILL);
+                /* The child may not have called setsid() yet. */
+                (void)kill(e->pid, SIGKILL);
+        }
+        exec_done(e);
+}
+
+static void session_init(Session *s, int fd, bool serial)
+{
+        *s = (Session){ .fd = fd, .serial = serial, .connected = !serial };
+        exec_init(&s->exec);
+}
+
+/* Forgets the connection: its partial frames, its queued replies and its command. */
+static void session_reset(Session *s)
+{
+        abort_exec(&s->exec);
+        s->in.size = 0;
+        s->out.size = 0;
+        s->frame_left = 0;
+        s->hello = HELLO_NONE;
+}
+
+static void session_free(Session *s)
+{
+        session_reset(s);
+        agent_buffer_done(&s->in);
+        agent_buffer_done(&s->out);
+        safe_close(s->fd);
+        free(s);
+}
+
+static void __attribute__((format(printf, 4, 5)))
+send_error(Session *s, uint32_t id, int code, const char *format, ...)
+{
+        char message[512];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+
+        guest_log("%s", message);
+        (void)agent_error_append(&s->out, id, code, message);
+}
+
+/* Ends the session's command with an ERROR instead of EXIT. */
+#define fail_exec(s, code, ...)                                             \
+        do {                                                                \
+                send_error((s), (s)->exec.request_id, (code), __VA_ARGS__); \
+                abort_exec(&(s)->exec);                                     \
+        } while (0)
+
+/* Returns the size of the frame whose header starts at p. */
+static size_t frame_size(const uint8_t *p)
+{
+        uint32_t length =
+                (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+
+        return AGENT_FRAME_HEADER_SIZE + (size_t)length;
+}
+
+/* Writes queued frames. On the virtio-serial port each write() carries at most one frame: the
+ * driver takes up to 32 KiB of a write as one buffer, so frames of up to that size are never
+ * cut. Returns -EAGAIN when the transport is full. */
+static int session_flush(Session *s)
+{
+        while (s->out.size > 0) {
+                size_t size = s->out.size;
+                ssize_t n;
+
+                if (s->serial) {
+                        if (s->frame_left == 0)
+                                s->frame_left = frame_size(s->out.data);
+                        size = s->frame_left;
+                }
+
+                n = write(s->fd, s->out.data, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                agent_buffer_consume(&s->out, (size_t)n);
+                if (s->serial)
+                        s->frame_left -= (size_t)n;
+        }
+        return 0;
+}
+
+/* Waits until the queued frames are written or the host goes away. */
+static int session_flush_blocking(Session *s, int timeout_ms)
+{
+        for (;;) {
+                struct pollfd p = { .fd = s->fd, .events = POLLOUT };
+                int r;
+
+                r = session_flush(s);
+                if (r != -EAGAIN)
+                        return r;
+                r = poll(&p, 1, timeout_ms);
+                if (r <= 0 || (p.revents & POLLHUP))
+                        return -ETIMEDOUT;
+        }
+}
+
+static int handle_hello(Session *s, const AgentFrame *f)
+{
+        AgentHello h;
+        int r;
+
+        r = agent_hello_decode(f, &h);
+        if (r < 0)
+                return r;
+
+        /* A new HELLO means a new client: the previous one will not read our replies. */
+        s->out.size = 0;
+        s->frame_left = 0;
+        abort_exec(&s->exec);
+
+        if (h.version == AGENT_PROTOCOL_VERSION)
+                s->hello = HELLO_OK;
+        else {
+                s->hello = HELLO_MISMATCH;
+                guest_log("Host speaks agent protocol version %u, this agent version %u: "
+                          "rejecting its requests",
+                          h.version, AGENT_PROTOCOL_VERSION);
+        }
+
+        AgentHello reply = {
+                .version = AGENT_PROTOCOL_VERSION,
+                .nonce = h.nonce,
+                .info = (char *)"banger-agent " BANGER_VERSION,
+        };
+        agent_hello_done(&h);
+        (void)agent_hello_append(&s->out, AGENT_MSG_HELLO_REPLY, f->request_id, &reply);
+        return 0;
+}
+
+/* Returns whether the connection's handshake allows requests, and replies ERROR if not. */
+static bool session_ready(Session *s, const AgentFrame *f)
+{
+        const char *name = agent_message_type_to_string(f->type);
+
+        switch (s->hello) {
+        case HELLO_OK:
+                return true;
+        case HELLO_MISMATCH:
+                send_error(s, f->request_id, EPROTONOSUPPORT,
+                           "This agent speaks protocol version %u, not the host's: import the "
+                           "kernel again so that its initramfs carries the host's banger-agent",
+                           AGENT_PROTOCOL_VERSION);
+                return false;
+        default:
+                send_error(s, f->request_id, EPROTO,
+                           "Rejecting '%s' before HELLO: send HELLO first", strempty(name));
+                return false;
+        }
+}
+
+static void start_exec(Agent *a, Session *s, uint32_t id, const AgentExec *req)
+{
+        Exec *e = &s->exec;
+        ExecFds fds;
+        pid_t pid;
+        int r;
+
+        r = exec_spawn(a->root, a->config, req, &pid, &fds);
+        if (r < 0) {
+                send_error(s, id, -r, "Failed to start '%s': %s", req->argv[0], strerror(-r));
+                return;
+        }
+
+        *e = (Exec){
+                .pid = pid,
+                .request_id = id,
+                .flags = req->flags,
+                .fds = fds,
+                .output_credit = AGENT_WINDOW_INITIAL,
+                .input_credit = AGENT_WINDOW_INITIAL,
+        };
+}
+
+static int handle_exec(Agent *a, Session *s, const AgentFrame *f)
+{
+        AgentExec req;
+        int r;
+
+        /* Decode first: a malformed EXEC is likely the cut-off start of a frame that swallowed
+         * the next client's HELLO, which process_input() then looks for. */
+        r = agent_exec_decode(f, &req);
+        if (r < 0) {
+                send_error(s, f->request_id, EBADMSG, "Malformed EXEC request, ignoring");
+                return r;
+        }
+
+        if (!session_ready(s, f))
+                ;
+        else if (s->exec.pid != 0)
+                send_error(s, f->request_id, EBUSY,
+                           "Another command is still running: wait for its EXIT first");
+        else if (req.flags & ~AGENT_EXEC_FLAGS_ALL)
+                send_error(s, f->request_id, EOPNOTSUPP,
+                           "EXEC flags 0x%x are not supported by this agent: send only 0x%x",
+                           req.flags & ~AGENT_EXEC_FLAGS_ALL, AGENT_EXEC_FLAGS_ALL);
+        else
+                start_exec(a, s, f->request_id, &req);
+
+        agent_exec_done(&req);
+        return 0;
+}
+
+/* Returns the session's command when f belongs to it. Frames of a command that has ended are
+ * expected: the host may send them before it reads EXIT. */
+static Exec *exec_of_frame(Session *s, const AgentFrame *f)
+{
+        if (s->exec.pid == 0 || f->request_id != s->exec.request_id)
+                return NULL;
+        return &s->exec;
+}
+
+static void send_window(Session *s, bool force)
+{
+        Exec *e = &s->exec;
+
+        if (e->input_done == 0 || (!force && e->input_done < WINDOW_UPDATE_MIN))
+                return;
+        (void)agent_credit_grant(&e->input_credit, e->input_done);
+        (void)agent_window_append(&s->out, e->request_id, e->input_done);
+        e->input_done = 0;
+}
+
+static void close_input(Exec *e)
+{
+        if (e->flags & AGENT_EXEC_FLAG_TTY)
+                (void)exec_terminal_eof(e->fds.in);
+        e->fds.in = safe_close(e->fds.in);
+}
+
+/* Drops queued input whose command no longer reads it, and counts it as written so the host
+ * keeps its credit. */
+static void drop_input(Exec *e)
+{
+        e->input_done += (uint32_t)e->input.size;
+        e->input.size = 0;
+}
+
+/* Writes queued input into the command without blocking. */
+static void write_input(Session *s)
+{
+        Exec *e = &s->exec;
+
+        while (e->input.size > 0 && e->fds.in >= 0) {
+                ssize_t n = write(e->fds.in, e->input.data, e->input.size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        /* EPIPE: the command closed its stdin. EIO: its terminal is gone. */
+                        e->fds.in = safe_close(e->fds.in);
+                        break;
+                }
+                agent_buffer_consume(&e->input, (size_t)n);
+                e->input_done += (uint32_t)n;
+        }
+        if (e->fds.in < 0)
+                drop_input(e);
+        if (e->input.size == 0 && e->input_eof && e->fds.in >= 0)
+                close_input(e);
+        send_window(s, e->input.size == 0);
+}
+
+static void handle_stdin(Session *s, const AgentFrame *f)
+{
+        Exec *e = exec_of_frame(s, f);
+
+        if (!e)
+                return;
+        if (!(e->flags & AGENT_EXEC_FLAG_STDIN)) {
+                fail_exec(s, EPROTO, "STDIN for a command started without the stdin flag");
+                return;
+        }
+        if (e->input_eof) {
+                fail_exec(s, EPROTO, "STDIN after STDIN_EOF: end of file was already sent");
+                return;
+        }
+        if (f->payload_size > e->input_credit) {
+                fail_exec(s, EPROTO, "STDIN of %u bytes exceeds the %llu bytes of credit left",
+                          f->payload_size, (unsigned long long)e->input_credit);
+                return;
+        }
+        (void)agent_credit_take(&e->input_credit, f->payload_size);
+
+        if (agent_buffer_append(&e->input, f->payload, f->payload_size) < 0) {
+                fail_exec(s, ENOMEM, "Failed to queue %u bytes of stdin", f->payload_size);
+                return;
+        }
+        write_input(s);
+}
+
+static int handle_stdin_eof(Session *s, const AgentFrame *f)
+{
+        Exec *e = exec_of_frame(s, f);
+
+        if (f->payload_size != 0)
+                return -EBADMSG;
+        if (!e)
+                return 0;
+        if (!(e->flags & AGENT_EXEC_FLAG_STDIN))
+                fail_exec(s, EPROTO, "STDIN_EOF for a command started without the stdin flag");
+        else if (e->input_eof)
+                fail_exec(s, EPROTO, "Second STDIN_EOF for the same command");
+        else {
+                e->input_eof = true;
+                write_input(s);
+        }
+        return 0;
+}
+
+static int handle_window(Session *s, const AgentFrame *f)
+{
+        Exec *e = exec_of_frame(s, f);
+        uint32_t credit;
+        int r;
+
+        if (!e)
+                return 0;
+
+        r = agent_window_decode(f, &credit);
+        if (r < 0) {
+                fail_exec(s, EBADMSG, "Malformed WINDOW frame");
+                return r;
+        }
+        if (agent_credit_grant(&e->output_credit, credit) < 0)
+                fail_exec(s, EPROTO,
+                          "WINDOW of %u bytes raises the output credit above the maximum of %u",
+                          credit, AGENT_WINDOW_MAX);
+        return 0;
+}
+
+static int handle_resize(Session *s, const AgentFrame *f)
+{
+        Exec *e = exec_of_frame(s, f);
+        uint32_t rows, cols;
+        int r;
+
+        if (!e)
+                return 0;
+
+        r = agent_resize_decode(f, &rows, &cols);
+        if (r < 0) {
+                fail_exec(s, EBADMSG, "Malformed RESIZE frame");
+                return r;
+        }
+        /* A command without a terminal has no window size to change. */
+        if (!(e->flags & AGENT_EXEC_FLAG_TTY) || e->fds.out < 0)
+                return 0;
+
+        r = exec_resize(e->fds.out, rows, cols);
+        if (r < 0)
+                guest_log_errno(r, "Failed to resize the terminal to %ux%u, ignoring", rows, cols);
+        return 0;
+}
+
+static int handle_ports(Session *s, const AgentFrame *f)
+{
+        AgentPortList l;
+        int r;
+
+        if (f->payload_size != 0)
+                return -EBADMSG;
+        if (!session_ready(s, f))
+                return 0;
+
+        r = agent_ports_collect("/proc", &l);
+        if (r < 0) {
+                send_error(s, f->request_id, -r, "Failed to list listening sockets: %s",
+                           strerror(-r));
+                return 0;
+        }
+        r = agent_ports_reply_append(&s->out, f->request_id, &l);
+        if (r < 0)
+                send_error(s, f->request_id, -r, "Failed to send %zu listening sockets: %s",
+                           l.n_ports, strerror(-r));
+        agent_port_list_done(&l);
+        return 0;
+}
+
+static int handle_shutdown(Session *s, const AgentFrame *f)
+{
+        if (f->payload_size != 0)
+                return -EBADMSG;
+        if (!session_ready(s, f))
+                return 0;
+
+        /* Only banger-init powers the VM off. An agent started any other way rejects the
+         * request, so a test run on a host never signals the host's PID 1. */
+        if (getppid() != 1) {
+                send_error(s, f->request_id, EPERM,
+                           "Not started by banger-init, so not powering off");
+                return 0;
+        }
+
+        guest_log("Shutdown requested by the host");
+        (void)agent_frame_append(&s->out, AGENT_MSG_SHUTDOWN_ACK, f->request_id, NULL, 0);
+        (void)session_flush_blocking(s, 1000);
+        (void)kill(1, SIGTERM);
+        return 0;
+}
+
+/* Returns -EBADMSG when the payload does not match the frame's type. */
+static int handle_frame(Agent *a, Session *s, const AgentFrame *f)
+{
+        switch (f->type) {
+        case AGENT_MSG_HELLO:
+                return handle_hello(s, f);
+        case AGENT_MSG_EXEC:
+                return handle_exec(a, s, f);
+        case AGENT_MSG_STDIN:
+                handle_stdin(s, f);
+                return 0;
+        case AGENT_MSG_STDIN_EOF:
+                return handle_stdin_eof(s, f);
+        case AGENT_MSG_WINDOW:
+                return handle_window(s, f);
+        case AGENT_MSG_RESIZE:
+                return handle_resize(s, f);
+        case AGENT_MSG_PORTS:
+                return handle_ports(s, f);
+        case AGENT_MSG_SHUTDOWN:
+                return handle_shutdown(s, f);
+        default:
+                /* Replies are not meant for the agent. */
+                return 0;
+        }
+}
+
+static void process_input(Agent *a, Session *s)
+{
+        size_t pos = 0;
+
+        while (pos < s->in.size) {
+                AgentFrame f;
+                size_t consumed;
+                int r;
+
+                r = agent_frame_decode(s->in.data + pos, s->in.size - pos, &f, &consumed);
+                if (r == 0) {
+                        /* An incomplete frame from an earlier connection would otherwise take
+                         * the next client's HELLO as its payload. */
+                        size_t hello = agent_frame_find_hello(s->in.data + pos, s->in.size - pos);
+                        if (hello == 0)
+                                break;
+                        pos += hello;
+                        continue;
+                }
+                if (r < 0) {
+                        pos += agent_frame_resync(s->in.data + pos, s->in.size - pos);
+                        continue;
+                }
+                /* A frame whose payload is malformed is most likely the cut-off start of a
+                 * frame from an earlier connection that swallowed the next client's frames,
+                 * so look for a magic inside it instead of skipping all of it. */
+                if (handle_frame(a, s, &f) == -EBADMSG)
+                        pos += agent_frame_resync(s->in.data + pos, s->in.size - pos);
+                else
+                        pos += consumed;
+        }
+        agent_buffer_consume(&s->in, pos);
+}
+
+/* Returns false when the host has disconnected. */
+static bool read_connection(Agent *a, Session *s)
+{
+        uint8_t buf[64 * 1024];
+
+        while (s->out.size < SESSION_QUEUE_MAX) {
+                ssize_t n = read(s->fd, buf, sizeof(buf));
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return true;
+                        if (errno != ECONNRESET)
+                                guest_log_errno(-errno, "Failed to read from the host");
+                        return false;
+                }
+                if (n == 0)
+                        return false;
+                if (agent_buffer_append(&s->in, buf, (size_t)n) < 0)
+                        return false;
+                process_input(a, s);
+        }
+        return true;
+}
+
+static void disconnect(Session *s)
+{
+        session_reset(s);
+        if (s->serial) {
+                s->connected = false;
+                return;
+        }
+        s->fd = safe_close(s->fd);
+        s->connected = false;
+        s->closed = true;
+}
+
+typedef enum OutputState {
+        OUTPUT_BLOCKED, /* more may be ready, but the host's credit or the queue is used up */
+        OUTPUT_DRAINED, /* nothing more to read now */
+        OUTPUT_END,     /* end of file, or the terminal closed */
+} OutputState;
+
+/* Moves the data in a command's output descriptor into STDOUT or STDERR frames. */
+static OutputState read_output(Session *s, int fd, AgentMessageType type)
+{
+        uint8_t buf[AGENT_OUTPUT_CHUNK_MAX];
+        Exec *e = &s->exec;
+
+        while (s->out.size < OUTPUT_QUEUE_MAX && e->output_credit > 0) {
+                size_t size =
+                        e->output_credit < sizeof(buf) ? (size_t)e->output_credit : sizeof(buf);
+                ssize_t n = read(fd, buf, size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        /* A terminal's master side returns EIO once every slave is closed. */
+                        return errno == EAGAIN ? OUTPUT_DRAINED : OUTPUT_END;
+                }
+                if (n == 0)
+                        return OUTPUT_END;
+                if (agent_frame_append(&s->out, type, e->request_id, buf, (size_t)n) < 0)
+                        return OUTPUT_END;
+                (void)agent_credit_take(&e->output_credit, (size_t)n);
+        }
+        return OUTPUT_BLOCKED;
+}
+
+static void finish_exec_if_done(Session *s)
+{
+        Exec *e = &s->exec;
+        AgentExit ex;
+
+        if (e->pid == 0 || !e->reaped)
+                return;
+
+        /* Once the command has exited its output is already in the pipes, so read what is
+         * there and stop: a background process that inherited them must not hold EXIT up.
+         * Output that waits for credit keeps its descriptor open until the host grants it. */
+        if (e->fds.out >= 0 && read_output(s, e->fds.out, AGENT_MSG_STDOUT) != OUTPUT_BLOCKED)
+                e->fds.out = safe_close(e->fds.out);
+        if (e->fds.err >= 0 && read_output(s, e->fds.err, AGENT_MSG_STDERR) != OUTPUT_BLOCKED)
+                e->fds.err = safe_close(e->fds.err);
+        if (e->fds.out >= 0 || e->fds.err >= 0)
+                return;
+
+        if (WIFSIGNALED(e->status))
+                ex = (AgentExit){ .exit_status = -1, .signal = WTERMSIG(e->status) };
+        else
+                ex = (AgentExit){ .exit_status = WEXITSTATUS(e->status) };
+        (void)agent_exit_append(&s->out, e->request_id, &ex);
+        exec_done(e);
+}
+
+static Session *find_session_of_pid(Agent *a, pid_t pid)
+{
+        if (a->serial.fd >= 0 && a->serial.exec.pid == pid)
+                return &a->serial;
+        for (size_t i = 0; i < SESSIONS_MAX; i++)
+                if (a->accepted[i] && a->accepted[i]->exec.pid == pid)
+                        return a->accepted[i];
+        return NULL;
+}
+
+static int handle_signals(Agent *a)
+{
+        struct signalfd_siginfo si;
+
+        while (read(a->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                        return -ECANCELED;
+
+        for (;;) {
+                int status;
+                pid_t pid = waitpid(-1, &status, WNOHANG);
+                Session *s;
+
+                if (pid <= 0)
+                        break;
+                s = find_session_of_pid(a, pid);
+                if (s) {
+                        s->exec.reaped = true;
+                        s->exec.status = status;
+                }
+        }
+        return 0;
 }
 
 static int find_port(const char *name, char **ret)
@@ -102,459 +760,245 @@ static int find_port(const char *name, char **ret)
         return r;
 }
 
-static int open_port(const char *name)
+/* Opens the virtio-serial port once it exists. Returns -ENOENT while it does not, also while
+ * devtmpfs has not created the node that follows the sysfs entry. */
+static int try_open_port(const char *name)
 {
-        uint64_t deadline = guest_now_usec() + PORT_WAIT_USEC;
         _cleanup_free_ char *dev = NULL;
         int r, fd;
 
-        for (;;) {
-                r = find_port(name, &dev);
-                if (r >= 0)
-                        break;
-                if (guest_now_usec() >= deadline)
-                        return guest_log_errno(r,
+        r = find_port(name, &dev);
+        if (r < 0)
+                return r == -ENOENT ? r : guest_log_errno(r, "Failed to look for port '%s'", name);
+
+        fd = open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = negative_errno();
+                return r == -ENOENT ? r : guest_log_errno(r, "Failed to open '%s'", dev);
+        }
+        return fd;
+}
+
+static bool have_listeners(const Agent *a)
+{
+        return a->vsock_fd >= 0 || a->unix_fd >= 0;
+}
+
+/* Looks for the port until PORT_WAIT_USEC has passed. Returns an error when it never appears
+ * and nothing else serves the host. */
+static int update_serial(Agent *a)
+{
+        int fd;
+
+        if (!a->port_name || a->serial.fd >= 0)
+                return 0;
+
+        fd = try_open_port(a->port_name);
+        if (fd >= 0) {
+                session_init(&a->serial, fd, true);
+                guest_log("Serving on port '%s'", a->port_name);
+                return 0;
+        }
+        if (fd != -ENOENT || guest_now_usec() >= a->port_deadline) {
+                if (!have_listeners(a))
+                        return guest_log_errno(fd,
                                                "Failed to find the virtio-serial port '%s' "
                                                "(is virtio_console loaded and the port "
                                                "configured in the VMM?)",
-                                               name);
-                guest_sleep_usec(100 * 1000);
-        }
-
-        /* devtmpfs creates the node asynchronously after the sysfs entry. */
-        for (;;) {
-                fd = open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-                if (fd >= 0)
-                        return fd;
-                r = negative_errno();
-                if (r != -ENOENT || guest_now_usec() >= deadline)
-                        return guest_log_errno(r, "Failed to open '%s'", dev);
-                guest_sleep_usec(100 * 1000);
-        }
-}
-
-/* Writes queued frames one write() each: the virtio-serial driver takes a whole write of up to
- * 32 KiB or nothing, so frames are never cut. Returns -EAGAIN when the port is full. */
-static int flush_output(Agent *a)
-{
-        while (a->out.size > 0) {
-                size_t frame = AGENT_FRAME_HEADER_SIZE +
-                               ((size_t)a->out.data[4] | (size_t)a->out.data[5] << 8 |
-                                (size_t)a->out.data[6] << 16 | (size_t)a->out.data[7] << 24);
-                ssize_t n;
-
-                n = write(a->port_fd, a->out.data, frame);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                agent_buffer_consume(&a->out, (size_t)n);
+                                               a->port_name);
+                guest_log("No virtio-serial port '%s', serving vsock only", a->port_name);
+                a->port_name = NULL;
         }
         return 0;
 }
 
-/* Waits until the queued frames are written or the host goes away. */
-static int flush_output_blocking(Agent *a, int timeout_ms)
+static bool host_connected(const Session *s)
 {
-        for (;;) {
-                struct pollfd p = { .fd = a->port_fd, .events = POLLOUT };
-                int r;
-
-                r = flush_output(a);
-                if (r != -EAGAIN)
-                        return r;
-                r = poll(&p, 1, timeout_ms);
-                if (r <= 0 || (p.revents & POLLHUP))
-                        return -ETIMEDOUT;
-        }
-}
-
-static void abort_exec(Agent *a)
-{
-        Exec *e = &a->exec;
-
-        if (e->pid == 0)
-                return;
-
-        /* The waitpid(-1) loop in handle_signals() reaps it later, without an EXIT frame. */
-        if (!e->reaped) {
-                (void)kill(-e->pid, SIGKILL);
-                /* The child may not have called setsid() yet. */
-                (void)kill(e->pid, SIGKILL);
-        }
-        exec_close_pipes(e);
-        *e = (Exec){ .out_fd = -EBADF, .err_fd = -EBADF };
-}
-
-/* Forgets the connection: its partial frames, its queued replies and its command. */
-static void reset_session(Agent *a)
-{
-        abort_exec(a);
-        a->in.size = 0;
-        a->out.size = 0;
-}
-
-static void send_error(Agent *a, uint32_t id, int code, const char *message)
-{
-        guest_log("%s", message);
-        (void)agent_error_append(&a->out, id, code, message);
-}
-
-static int handle_hello(Agent *a, const AgentFrame *f)
-{
-        AgentHello h;
-        int r;
-
-        r = agent_hello_decode(f, &h);
-        if (r < 0)
-                return r;
-
-        /* A new HELLO means a new client: the previous one will not read our replies. */
-        a->out.size = 0;
-        abort_exec(a);
-
-        AgentHello reply = {
-                .version = AGENT_PROTOCOL_VERSION,
-                .nonce = h.nonce,
-                .info = (char *)"banger-agent " BANGER_VERSION,
-        };
-        agent_hello_done(&h);
-        (void)agent_hello_append(&a->out, AGENT_MSG_HELLO_REPLY, f->request_id, &reply);
-        return 0;
-}
-
-static void __attribute__((noreturn))
-child_exec(const Agent *a, const AgentExec *req, int out_fd, int err_fd, char **env)
-{
-        const char *cwd =
-                req->cwd ?: (a->config->workdir && *a->config->workdir ? a->config->workdir : "/");
-        sigset_t all;
-        uid_t uid;
-        gid_t gid;
-        int null_fd, r;
-
-        sigfillset(&all);
-        sigprocmask(SIG_UNBLOCK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        (void)setsid();
-
-        null_fd = open("/dev/null", O_RDWR);
-        if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-            dup2(err_fd, STDERR_FILENO) < 0)
-                _exit(126);
-
-        r = guest_user_resolve(a->root, a->config->user, &uid, &gid);
-        if (r < 0) {
-                guest_log_errno(r, "Failed to resolve user '%s' in '%s'", a->config->user, a->root);
-                _exit(126);
-        }
-
-        if (chroot(a->root) < 0) {
-                guest_log_errno(-errno, "Failed to change root to '%s'", a->root);
-                _exit(126);
-        }
-        if (chdir(cwd) < 0) {
-                guest_log_errno(-errno, "Failed to change directory to '%s'", cwd);
-                _exit(126);
-        }
-        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
-                guest_log_errno(-errno, "Failed to switch to uid %u gid %u", (unsigned)uid,
-                                (unsigned)gid);
-                _exit(126);
-        }
-
-        /* execvp() searches the PATH of the environment it runs in, so install the command's
-         * environment first. */
-        environ = env;
-        execvp(req->argv[0], req->argv);
-        r = errno;
-        guest_log_errno(-r, "Failed to execute '%s'", req->argv[0]);
-        _exit(r == ENOENT ? 127 : 126);
-}
-
-static int start_exec(Agent *a, uint32_t id, const AgentExec *req)
-{
-        int out_pipe[2] = { -EBADF, -EBADF }, err_pipe[2] = { -EBADF, -EBADF };
-        _cleanup_strv_free_ char **env = NULL;
-        pid_t pid;
-
-        env = guest_env_with_defaults(req->env ?: a->config->env);
-        if (!env)
-                return -ENOMEM;
-
-        if (pipe2(out_pipe, O_CLOEXEC) < 0)
-                return negative_errno();
-        if (pipe2(err_pipe, O_CLOEXEC) < 0) {
-                int r = negative_errno();
-                close(out_pipe[0]);
-                close(out_pipe[1]);
-                return r;
-        }
-
-        pid = fork();
-        if (pid < 0) {
-                int r = negative_errno();
-                for (size_t i = 0; i < 2; i++) {
-                        close(out_pipe[i]);
-                        close(err_pipe[i]);
-                }
-                return r;
-        }
-        if (pid == 0)
-                child_exec(a, req, out_pipe[1], err_pipe[1], env);
-
-        close(out_pipe[1]);
-        close(err_pipe[1]);
-        fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
-        fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
-
-        a->exec = (Exec){
-                .pid = pid,
-                .request_id = id,
-                .out_fd = out_pipe[0],
-                .err_fd = err_pipe[0],
-        };
-        return 0;
-}
-
-static int handle_exec(Agent *a, const AgentFrame *f)
-{
-        AgentExec req;
-        char msg[256];
-        int r;
-
-        r = agent_exec_decode(f, &req);
-        if (r < 0) {
-                send_error(a, f->request_id, EBADMSG, "Malformed EXEC request, ignoring");
-                return r;
-        }
-
-        if (a->exec.pid != 0)
-                send_error(a, f->request_id, EBUSY,
-                           "Another command is still running: wait for its EXIT first");
-        else if (req.flags != 0)
-                send_error(a, f->request_id, EOPNOTSUPP,
-                           "EXEC flags are not supported by this agent: send flags 0");
-        else {
-                r = start_exec(a, f->request_id, &req);
-                if (r < 0) {
-                        snprintf(msg, sizeof(msg), "Failed to start '%s': %s", req.argv[0],
-                                 strerror(-r));
-                        send_error(a, f->request_id, -r, msg);
-                }
-        }
-
-        agent_exec_done(&req);
-        return 0;
-}
-
-static void handle_shutdown(Agent *a, const AgentFrame *f)
-{
-        /* Only banger-init powers the VM off. An agent started any other way rejects the
-         * request, so a test run on a host never signals the host's PID 1. */
-        if (getppid() != 1) {
-                send_error(a, f->request_id, EPERM,
-                           "Not started by banger-init, so not powering off");
-                return;
-        }
-
-        guest_log("Shutdown requested by the host");
-        (void)agent_frame_append(&a->out, AGENT_MSG_SHUTDOWN_ACK, f->request_id, NULL, 0);
-        (void)flush_output_blocking(a, 1000);
-        (void)kill(1, SIGTERM);
-}
-
-/* Returns -EBADMSG when the payload does not match the frame's type. */
-static int handle_frame(Agent *a, const AgentFrame *f)
-{
-        switch (f->type) {
-        case AGENT_MSG_HELLO:
-                return handle_hello(a, f);
-        case AGENT_MSG_EXEC:
-                return handle_exec(a, f);
-        case AGENT_MSG_SHUTDOWN:
-                handle_shutdown(a, f);
-                break;
-        case AGENT_MSG_PORTS:
-                send_error(a, f->request_id, EOPNOTSUPP,
-                           "Listing ports is not supported by this agent");
-                break;
-        default:
-                /* STDIN frames and replies are not meant for the agent. */
-                break;
-        }
-        return 0;
-}
-
-static void process_input(Agent *a)
-{
-        size_t pos = 0;
-
-        while (pos < a->in.size) {
-                AgentFrame f;
-                size_t consumed;
-                int r;
-
-                r = agent_frame_decode(a->in.data + pos, a->in.size - pos, &f, &consumed);
-                if (r == 0) {
-                        /* An incomplete frame from an earlier connection would otherwise take
-                         * the next client's HELLO as its payload. */
-                        size_t hello = agent_frame_find_hello(a->in.data + pos, a->in.size - pos);
-                        if (hello == 0)
-                                break;
-                        pos += hello;
-                        continue;
-                }
-                if (r < 0) {
-                        pos += agent_frame_resync(a->in.data + pos, a->in.size - pos);
-                        continue;
-                }
-                /* A frame whose payload is malformed is most likely the cut-off start of a
-                 * frame from an earlier connection that swallowed the next client's frames,
-                 * so look for a magic inside it instead of skipping all of it. */
-                if (handle_frame(a, &f) == -EBADMSG)
-                        pos += agent_frame_resync(a->in.data + pos, a->in.size - pos);
-                else
-                        pos += consumed;
-        }
-        agent_buffer_consume(&a->in, pos);
-}
-
-/* Returns false when the host has disconnected. */
-static bool read_port(Agent *a)
-{
-        uint8_t buf[64 * 1024];
-
-        for (;;) {
-                ssize_t n = read(a->port_fd, buf, sizeof(buf));
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                return true;
-                        guest_log_errno(-errno, "Failed to read from the host");
-                        return false;
-                }
-                if (n == 0)
-                        return false;
-                if (agent_buffer_append(&a->in, buf, (size_t)n) < 0)
-                        return false;
-                process_input(a);
-        }
-}
-
-/* Moves the data in a pipe into STDOUT or STDERR frames. Returns false at end of file. */
-static bool read_pipe(Agent *a, int fd, AgentMessageType type)
-{
-        uint8_t buf[AGENT_OUTPUT_CHUNK_MAX];
-
-        while (a->out.size < OUTPUT_QUEUE_MAX) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return errno == EAGAIN;
-                }
-                if (n == 0)
-                        return false;
-                if (agent_frame_append(&a->out, type, a->exec.request_id, buf, (size_t)n) < 0)
-                        return false;
-        }
-        return true;
-}
-
-static void finish_exec_if_done(Agent *a)
-{
-        Exec *e = &a->exec;
-        AgentExit ex;
-
-        if (e->pid == 0 || !e->reaped)
-                return;
-
-        /* Once the command has exited its output is already in the pipes, so read what is
-         * there and stop: a background process that inherited them must not hold EXIT up. */
-        if (e->out_fd >= 0 && !read_pipe(a, e->out_fd, AGENT_MSG_STDOUT))
-                e->out_fd = safe_close(e->out_fd);
-        if (e->err_fd >= 0 && !read_pipe(a, e->err_fd, AGENT_MSG_STDERR))
-                e->err_fd = safe_close(e->err_fd);
-        if (a->out.size >= OUTPUT_QUEUE_MAX)
-                return;
-
-        if (WIFSIGNALED(e->status))
-                ex = (AgentExit){ .exit_status = -1, .signal = WTERMSIG(e->status) };
-        else
-                ex = (AgentExit){ .exit_status = WEXITSTATUS(e->status) };
-        (void)agent_exit_append(&a->out, e->request_id, &ex);
-
-        exec_close_pipes(e);
-        *e = (Exec){ .out_fd = -EBADF, .err_fd = -EBADF };
-}
-
-static int handle_signals(Agent *a)
-{
-        struct signalfd_siginfo si;
-
-        while (read(a->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-                        return -ECANCELED;
-
-        for (;;) {
-                int status;
-                pid_t pid = waitpid(-1, &status, WNOHANG);
-
-                if (pid <= 0)
-                        break;
-                if (pid == a->exec.pid) {
-                        a->exec.reaped = true;
-                        a->exec.status = status;
-                }
-        }
-        return 0;
-}
-
-static bool host_connected(Agent *a)
-{
-        struct pollfd p = { .fd = a->port_fd, .events = POLLIN };
+        struct pollfd p = { .fd = s->fd, .events = POLLIN };
 
         return poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP);
+}
+
+static void accept_connection(Agent *a, int listen_fd)
+{
+        Session *s;
+        size_t slot = SESSIONS_MAX;
+        int fd;
+
+        fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        guest_log_errno(-errno, "Failed to accept a connection, ignoring");
+                return;
+        }
+
+        for (size_t i = 0; i < SESSIONS_MAX && slot == SESSIONS_MAX; i++)
+                if (!a->accepted[i])
+                        slot = i;
+        s = slot < SESSIONS_MAX ? malloc(sizeof(Session)) : NULL;
+        if (!s) {
+                guest_log("Rejecting a connection: %u are open already", SESSIONS_MAX);
+                close(fd);
+                return;
+        }
+        session_init(s, fd, false);
+        a->accepted[slot] = s;
+}
+
+/* Finishes commands that exited and writes queued frames. */
+static void service_session(Session *s)
+{
+        int r;
+
+        finish_exec_if_done(s);
+        if (!s->connected)
+                return;
+
+        r = session_flush(s);
+        if (r < 0 && r != -EAGAIN) {
+                if (r != -EPIPE && r != -ECONNRESET)
+                        guest_log_errno(r, "Failed to write to the host, dropping the connection");
+                disconnect(s);
+        }
+}
+
+typedef enum PollKind {
+        POLL_SIGNAL,
+        POLL_LISTEN,
+        POLL_CONNECTION,
+        POLL_STDOUT,
+        POLL_STDERR,
+        POLL_STDIN,
+} PollKind;
+
+#define POLL_MAX (3u + 4u * (SESSIONS_MAX + 1u))
+
+typedef struct PollSet {
+        struct pollfd fds[POLL_MAX];
+        PollKind kinds[POLL_MAX];
+        Session *sessions[POLL_MAX];
+        nfds_t n;
+} PollSet;
+
+static void poll_add(PollSet *set, int fd, short events, PollKind kind, Session *s)
+{
+        set->fds[set->n] = (struct pollfd){ .fd = fd, .events = events };
+        set->kinds[set->n] = kind;
+        set->sessions[set->n] = s;
+        set->n++;
+}
+
+static void poll_add_session(PollSet *set, Session *s)
+{
+        Exec *e = &s->exec;
+        bool output_room = s->out.size < OUTPUT_QUEUE_MAX && e->output_credit > 0;
+
+        if (!s->connected)
+                return;
+
+        /* poll() reports POLLHUP even without POLLIN, so a host that went away is noticed. */
+        poll_add(set, s->fd,
+                 (s->out.size < SESSION_QUEUE_MAX ? POLLIN : 0) | (s->out.size > 0 ? POLLOUT : 0),
+                 POLL_CONNECTION, s);
+        if (e->pid == 0 || e->reaped)
+                return;
+        if (output_room && e->fds.out >= 0)
+                poll_add(set, e->fds.out, POLLIN, POLL_STDOUT, s);
+        if (output_room && e->fds.err >= 0)
+                poll_add(set, e->fds.err, POLLIN, POLL_STDERR, s);
+        if (e->input.size > 0 && e->fds.in >= 0)
+                poll_add(set, e->fds.in, POLLOUT, POLL_STDIN, s);
+}
+
+static int poll_timeout(const Agent *a)
+{
+        if (a->port_name && a->serial.fd < 0)
+                return PORT_RETRY_MS;
+        /* While no host is connected the port reports POLLHUP at once, so it is checked on a
+         * timer instead of polled. */
+        if (a->serial.fd >= 0 && !a->serial.connected)
+                return RECONNECT_POLL_MS;
+        return -1;
+}
+
+static void dispatch(Agent *a, const PollSet *set)
+{
+        for (nfds_t i = 0; i < set->n; i++) {
+                const struct pollfd *p = &set->fds[i];
+                Session *s = set->sessions[i];
+
+                if (p->revents == 0 || (s && (s->closed || !s->connected)))
+                        continue;
+
+                switch (set->kinds[i]) {
+                case POLL_SIGNAL:
+                        break;
+                case POLL_LISTEN:
+                        accept_connection(a, p->fd);
+                        break;
+                case POLL_CONNECTION:
+                        /* POLLOUT alone only wakes the loop: service_session() writes. */
+                        if (!(p->revents & (POLLIN | POLLHUP | POLLERR)))
+                                break;
+                        if (!read_connection(a, s) || (p->revents & POLLHUP))
+                                disconnect(s);
+                        break;
+                case POLL_STDOUT:
+                        if (p->fd == s->exec.fds.out &&
+                            read_output(s, p->fd, AGENT_MSG_STDOUT) == OUTPUT_END)
+                                s->exec.fds.out = safe_close(s->exec.fds.out);
+                        break;
+                case POLL_STDERR:
+                        if (p->fd == s->exec.fds.err &&
+                            read_output(s, p->fd, AGENT_MSG_STDERR) == OUTPUT_END)
+                                s->exec.fds.err = safe_close(s->exec.fds.err);
+                        break;
+                case POLL_STDIN:
+                        if (p->fd == s->exec.fds.in)
+                                write_input(s);
+                        break;
+                }
+        }
+}
+
+static void free_closed_sessions(Agent *a)
+{
+        for (size_t i = 0; i < SESSIONS_MAX; i++)
+                if (a->accepted[i] && a->accepted[i]->closed) {
+                        session_free(a->accepted[i]);
+                        a->accepted[i] = NULL;
+                }
 }
 
 static int run(Agent *a)
 {
         for (;;) {
-                struct pollfd p[4];
-                nfds_t n = 0;
+                PollSet set = {};
                 int r;
 
-                finish_exec_if_done(a);
+                r = update_serial(a);
+                if (r < 0)
+                        return r;
 
-                if (a->connected) {
-                        r = flush_output(a);
-                        if (r < 0 && r != -EAGAIN) {
-                                guest_log_errno(r, "Failed to write to the host, dropping the "
-                                                   "connection");
-                                a->connected = false;
-                                reset_session(a);
-                        }
-                }
+                if (a->serial.fd >= 0)
+                        service_session(&a->serial);
+                for (size_t i = 0; i < SESSIONS_MAX; i++)
+                        if (a->accepted[i])
+                                service_session(a->accepted[i]);
+                free_closed_sessions(a);
 
-                p[n++] = (struct pollfd){ .fd = a->signal_fd, .events = POLLIN };
-                /* While no host is connected the port reports POLLHUP at once, so it is
-                 * checked on a timer instead of polled. */
-                if (a->connected)
-                        p[n++] = (struct pollfd){
-                                .fd = a->port_fd,
-                                .events = POLLIN | (a->out.size > 0 ? POLLOUT : 0),
-                        };
-                if (a->out.size < OUTPUT_QUEUE_MAX && a->exec.out_fd >= 0 && !a->exec.reaped)
-                        p[n++] = (struct pollfd){ .fd = a->exec.out_fd, .events = POLLIN };
-                if (a->out.size < OUTPUT_QUEUE_MAX && a->exec.err_fd >= 0 && !a->exec.reaped)
-                        p[n++] = (struct pollfd){ .fd = a->exec.err_fd, .events = POLLIN };
+                poll_add(&set, a->signal_fd, POLLIN, POLL_SIGNAL, NULL);
+                if (a->vsock_fd >= 0)
+                        poll_add(&set, a->vsock_fd, POLLIN, POLL_LISTEN, NULL);
+                if (a->unix_fd >= 0)
+                        poll_add(&set, a->unix_fd, POLLIN, POLL_LISTEN, NULL);
+                if (a->serial.fd >= 0)
+                        poll_add_session(&set, &a->serial);
+                for (size_t i = 0; i < SESSIONS_MAX; i++)
+                        if (a->accepted[i])
+                                poll_add_session(&set, a->accepted[i]);
 
-                r = poll(p, n, a->connected ? -1 : RECONNECT_POLL_MS);
+                r = poll(set.fds, set.n, poll_timeout(a));
                 if (r < 0 && errno != EINTR)
                         return guest_log_errno(-errno, "Failed to poll");
 
@@ -562,39 +1006,102 @@ static int run(Agent *a)
                 if (r < 0)
                         return 0;
 
-                if (!a->connected) {
-                        a->connected = host_connected(a);
-                        continue;
-                }
+                if (a->serial.fd >= 0 && !a->serial.connected)
+                        a->serial.connected = host_connected(&a->serial);
 
-                for (nfds_t i = 1; i < n; i++) {
-                        if (p[i].revents == 0)
-                                continue;
-                        if (p[i].fd == a->port_fd) {
-                                if (!read_port(a) || (p[i].revents & POLLHUP)) {
-                                        a->connected = false;
-                                        reset_session(a);
-                                }
-                        } else if (p[i].fd == a->exec.out_fd) {
-                                if (!read_pipe(a, a->exec.out_fd, AGENT_MSG_STDOUT))
-                                        a->exec.out_fd = safe_close(a->exec.out_fd);
-                        } else if (p[i].fd == a->exec.err_fd) {
-                                if (!read_pipe(a, a->exec.err_fd, AGENT_MSG_STDERR))
-                                        a->exec.err_fd = safe_close(a->exec.err_fd);
-                        }
-                }
+                dispatch(a, &set);
+                free_closed_sessions(a);
         }
+}
+
+/* Listens on vsock. In a guest without vsock support socket() or bind() fails, which the
+ * caller survives: QEMU guests are served on virtio-serial.
+ * NOTE: no test reaches this listener from a host: that needs a VMM with a vsock device, and
+ * the test machines have no /dev/vhost-vsock for QEMU's vhost-vsock-device. */
+static int listen_vsock(unsigned port)
+{
+        struct sockaddr_vm sa = {
+                .svm_family = AF_VSOCK,
+                .svm_cid = VMADDR_CID_ANY,
+                .svm_port = port,
+        };
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return negative_errno();
+        if (listen(fd, SESSIONS_MAX) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
+static int listen_unix(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return negative_errno();
+        if (listen(fd, SESSIONS_MAX) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
+static int parse_vsock_port(const char *s, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (isempty(s) || *end != '\0' || errno != 0 || v >= VMADDR_PORT_ANY)
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
 }
 
 static void help(void)
 {
         printf("banger-agent [OPTIONS]\n\n"
-               "Serves banger's exec and shutdown requests on a virtio-serial port.\n\n"
+               "Serves banger's exec, port listing and shutdown requests on a virtio-serial\n"
+               "port and on vsock.\n\n"
                "  -h --help          Show this help\n"
                "     --root=DIR      Run commands chrooted in DIR (default: /sysroot)\n"
                "     --config=FILE   Guest configuration (default: " GUEST_CONFIG_PATH ")\n"
                "     --port=NAME     virtio-serial port name (default: the configuration's\n"
-               "                     agent_port, else " GUEST_AGENT_PORT_NAME ")\n");
+               "                     agent_port, else " GUEST_AGENT_PORT_NAME "); empty: none\n"
+               "     --vsock-port=N  vsock port to listen on (default: %u); 0: none\n"
+               "     --listen=PATH   Also listen on a unix socket at PATH\n",
+               AGENT_VSOCK_PORT);
+}
+
+static void agent_done(Agent *a)
+{
+        if (a->serial.fd >= 0) {
+                session_reset(&a->serial);
+                agent_buffer_done(&a->serial.in);
+                agent_buffer_done(&a->serial.out);
+                safe_close(a->serial.fd);
+        }
+        for (size_t i = 0; i < SESSIONS_MAX; i++)
+                if (a->accepted[i])
+                        session_free(a->accepted[i]);
+        safe_close(a->vsock_fd);
+        safe_close(a->unix_fd);
+        if (a->unix_path)
+                (void)unlink(a->unix_path);
+        guest_config_free(a->config);
+        safe_close(a->signal_fd);
 }
 
 int main(int argc, char *argv[])
@@ -604,19 +1111,23 @@ int main(int argc, char *argv[])
                 { "root", required_argument, NULL, 'r' },
                 { "config", required_argument, NULL, 'c' },
                 { "port", required_argument, NULL, 'p' },
+                { "vsock-port", required_argument, NULL, 'v' },
+                { "listen", required_argument, NULL, 'l' },
                 {},
         };
         const char *config_path = GUEST_CONFIG_PATH, *port = NULL;
+        unsigned vsock_port = AGENT_VSOCK_PORT;
         Agent a = {
                 .root = "/sysroot",
-                .port_fd = -EBADF,
                 .signal_fd = -EBADF,
-                .exec = { .out_fd = -EBADF, .err_fd = -EBADF },
+                .vsock_fd = -EBADF,
+                .unix_fd = -EBADF,
         };
         sigset_t mask;
         int c, r;
 
         guest_log_open("banger-agent");
+        session_init(&a.serial, -EBADF, true);
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -632,6 +1143,17 @@ int main(int argc, char *argv[])
                 case 'p':
                         port = optarg;
                         break;
+                case 'v':
+                        if (parse_vsock_port(optarg, &vsock_port) < 0) {
+                                guest_log("Invalid vsock port '%s': give a number below %u, or 0 "
+                                          "for none",
+                                          optarg, VMADDR_PORT_ANY);
+                                return EXIT_FAILURE;
+                        }
+                        break;
+                case 'l':
+                        a.unix_path = optarg;
+                        break;
                 default:
                         return EXIT_FAILURE;
                 }
@@ -642,6 +1164,8 @@ int main(int argc, char *argv[])
                 return EXIT_FAILURE;
         if (!port)
                 port = isempty(a.config->agent_port) ? GUEST_AGENT_PORT_NAME : a.config->agent_port;
+        a.port_name = isempty(port) ? NULL : port;
+        a.port_deadline = guest_now_usec() + PORT_WAIT_USEC;
 
         signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
@@ -650,21 +1174,37 @@ int main(int argc, char *argv[])
         sigaddset(&mask, SIGINT);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         a.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (a.signal_fd < 0)
-                return guest_log_errno(-errno, "Failed to create a signalfd"), EXIT_FAILURE;
-
-        a.port_fd = open_port(port);
-        if (a.port_fd < 0)
+        if (a.signal_fd < 0) {
+                guest_log_errno(-errno, "Failed to create a signalfd");
+                agent_done(&a);
                 return EXIT_FAILURE;
+        }
 
-        guest_log("Serving on port '%s'", port);
+        if (vsock_port != 0) {
+                a.vsock_fd = listen_vsock(vsock_port);
+                if (a.vsock_fd >= 0)
+                        guest_log("Listening on vsock port %u", vsock_port);
+                else
+                        guest_log_errno(a.vsock_fd,
+                                        "Failed to listen on vsock port %u, serving without vsock",
+                                        vsock_port);
+        }
+        if (a.unix_path) {
+                a.unix_fd = listen_unix(a.unix_path);
+                if (a.unix_fd < 0) {
+                        guest_log_errno(a.unix_fd, "Failed to listen on '%s'", a.unix_path);
+                        a.unix_path = NULL;
+                        agent_done(&a);
+                        return EXIT_FAILURE;
+                }
+        }
+        if (!a.port_name && !have_listeners(&a)) {
+                guest_log("Nothing to serve on: give --port, a working --vsock-port or --listen");
+                agent_done(&a);
+                return EXIT_FAILURE;
+        }
+
         r = run(&a);
-
-        reset_session(&a);
-        agent_buffer_done(&a.in);
-        agent_buffer_done(&a.out);
-        guest_config_free(a.config);
-        safe_close(a.port_fd);
-        safe_close(a.signal_fd);
+        agent_done(&a);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
