@@ -28,7 +28,8 @@ static void help(void)
         printf("Usage: banger-helper [--prepare]\n\n"
                "banger's root helper. Without options it serves %s on the system bus, which\n"
                "D-Bus activation does; it exits after [Helper] IdleTimeoutSec without calls.\n\n"
-               "  --prepare   set up the bridge, nftables rules and DNS socket once, then exit\n"
+               "  --prepare   set up the bridge, nftables rules and DNS socket, remove the taps\n"
+               "              and forwards of VMs that are not running, then exit\n"
                "  --help      show this help\n"
                "  --version   show the version\n",
                HELPER_BUS_NAME);
@@ -88,26 +89,9 @@ static int load_config(DaemonConfig **ret)
         return 0;
 }
 
-static int run_prepare(const DaemonConfig *config)
-{
-        _cleanup_free_ char *message = NULL;
-        char s[IPV4_FORMAT_MAX];
-        Ipv4Net net;
-        int r;
-
-        r = network_ensure(config, &net, &message);
-        if (r < 0)
-                return log_error_errno(r, "Failed to prepare banger's network: %s",
-                                       message ?: strerror(-r));
-
-        ipv4_format(net.addr, net.prefix, true, s);
-        log_info("Prepared bridge '%s' on '%s'", HELPER_BRIDGE, s);
-        return 0;
-}
-
 /* Removes the taps and forwards of VMs that are not live by their records, which covers VMs
  * whose bangerd was killed before it could clean up. Failures leave things in place. */
-static void reconcile_at_start(const DaemonConfig *config)
+static void reconcile_from_records(const DaemonConfig *config)
 {
         _cleanup_free_ unsigned *live = NULL;
         _cleanup_free_ char *message = NULL;
@@ -125,6 +109,26 @@ static void reconcile_at_start(const DaemonConfig *config)
         if (r < 0)
                 log_warning("Failed to reconcile taps and port forwards, ignoring: %s",
                             message ?: strerror(-r));
+}
+
+static int run_prepare(const DaemonConfig *config)
+{
+        _cleanup_free_ char *message = NULL;
+        char s[IPV4_FORMAT_MAX];
+        Ipv4Net net;
+        int r;
+
+        r = network_ensure(config, &net, &message);
+        if (r < 0)
+                return log_error_errno(r, "Failed to prepare banger's network: %s",
+                                       message ?: strerror(-r));
+
+        ipv4_format(net.addr, net.prefix, true, s);
+        log_info("Prepared bridge '%s' on '%s'", HELPER_BRIDGE, s);
+
+        /* bangerd is not running yet, so the VM records cannot change meanwhile. */
+        reconcile_from_records(config);
+        return 0;
 }
 
 static int on_message(sd_bus_message *message, void *userdata, sd_bus_error *error)
@@ -254,7 +258,7 @@ static int run_service(Helper *h)
         if (r < 0)
                 return r;
 
-        reconcile_at_start(h->config);
+        reconcile_from_records(h->config);
 
         /* Request the name only now, so the first call finds the reconciled state. */
         r = sd_bus_request_name(h->bus, HELPER_BUS_NAME, 0);
