@@ -246,6 +246,14 @@ ct_boot() {
 		return 1
 		;;
 	esac
+	# nspawn copies /dev/net/tun with the host's mode, which is 0600 on a host without udev.
+	# udev's default rules make it 0666, so QEMU, running as bangerd, can attach to the taps
+	# that banger-helper creates for bangerd. Creating a tap, or attaching to one that another
+	# user owns, still needs CAP_NET_ADMIN.
+	nsenter -t "$CT_PID" -a -- chmod 0666 /dev/net/tun || {
+		ct_log "failed to make /dev/net/tun usable in container $CT_NAME"
+		return 1
+	}
 	ct_log "booted $CT_NAME (nspawn PID $CT_NSPAWN_PID, init PID $CT_PID, root $CT_ROOT, state $state)"
 }
 
