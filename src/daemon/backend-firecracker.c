@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "fileio.h"
 #include "firecracker.h"
+#include "helper-client.h"
 #include "log.h"
 #include "macro.h"
 #include "scope.h"
@@ -206,6 +207,7 @@ static int configure_and_start(const VmBootParams *p, Firecracker *f, const char
                                const char *initrd, const char *console, const char *fc_log,
                                const char *vsock, char **ret_error)
 {
+        _cleanup_free_ char *boot_args = NULL;
         int r;
 
         FirecrackerLogger logger = { .log_path = fc_log, .level = "Warning", .show_level = true };
@@ -219,13 +221,16 @@ static int configure_and_start(const VmBootParams *p, Firecracker *f, const char
         if (r < 0)
                 return r;
 
-        r = firecracker_boot_args_validate(KERNEL_CMDLINE, ret_error);
+        if (asprintf(&boot_args, "%s%s%s", KERNEL_CMDLINE, p->net_cmdline ? " " : "",
+                     strempty(p->net_cmdline)) < 0)
+                return -ENOMEM;
+        r = firecracker_boot_args_validate(boot_args, ret_error);
         if (r < 0)
                 return r;
         FirecrackerBootSource boot = {
                 .kernel_image_path = p->kernel_path,
                 .initrd_path = initrd,
-                .boot_args = KERNEL_CMDLINE,
+                .boot_args = boot_args,
         };
         r = firecracker_put_boot_source(f, &boot, ret_error);
         if (r < 0)
@@ -240,6 +245,17 @@ static int configure_and_start(const VmBootParams *p, Firecracker *f, const char
         r = firecracker_put_drive(f, &drive, ret_error);
         if (r < 0)
                 return r;
+
+        if (p->tap) {
+                FirecrackerNetworkInterface net = {
+                        .iface_id = "net0",
+                        .host_dev_name = p->tap,
+                        .guest_mac = p->mac,
+                };
+                r = firecracker_put_network_interface(f, &net, ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         r = firecracker_put_vsock(f, FIRECRACKER_GUEST_CID, vsock, ret_error);
         if (r < 0)
@@ -319,7 +335,7 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
                 .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
                 .tasks_max = VM_TASKS_MAX,
         };
-        r = scope_start(&spec, SCOPE_TIMEOUT_USEC, &scope_error);
+        r = helper_start_scope(p->name, &spec, &scope_error);
         if (r < 0) {
                 set_error(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit, p->name,
                           scope_error ?: strerror(-r));

@@ -12,6 +12,7 @@
 #include "manager-dns.h"
 #include "manager.h"
 #include "strv.h"
+#include "vm.h"
 
 /* FileDescriptorName= of the sockets of banger-dns.socket. */
 #define DNS_FD_NAME "dns"
@@ -151,6 +152,11 @@ static int run(void)
         r = manager_load(m);
         if (r < 0)
                 return r;
+        r = vm_reconcile_network(m);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Failed to start removing the taps and forwards of stopped VMs, "
+                                  "ignoring: %m");
 
         if (n_dns_fds > 0) {
                 r = manager_start_dns(m, dns_fds, n_dns_fds, &dns);

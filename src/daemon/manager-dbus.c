@@ -13,6 +13,7 @@
 #include "disk.h"
 #include "fileio.h"
 #include "guest-config.h"
+#include "helper-bus.h"
 #include "image-import.h"
 #include "kernel-pull.h"
 #include "log.h"
@@ -1068,6 +1069,7 @@ static int complete_create(Job *j, int result, const char *error, void *userdata
         if (p->start) {
                 vm->record->pid = p->pid;
                 vm->record->start_time = p->start_time;
+                vm_boot_params_take_network(&p->boot, vm->record);
                 r = vm_watch_process(vm);
                 if (r < 0)
                         log_warning_errno(r, "Failed to watch process %d of VM '%s': %m",
@@ -1225,6 +1227,31 @@ static int resolve_spec(Manager *m, const char *name, const CreateSpec *spec, Im
         return 0;
 }
 
+int manager_pick_slot(Manager *m, unsigned *ret)
+{
+        _cleanup_free_ unsigned *used = NULL;
+        size_t n = 0, max = 0;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next)
+                max++;
+        for (Job *j = m->jobs->jobs; j; j = j->next)
+                max++;
+        used = calloc(max ?: 1, sizeof(unsigned));
+        if (!used)
+                return -ENOMEM;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next)
+                used[n++] = vm->record->slot;
+        /* A VM that is being created is not in m->vms yet, but its record contains its slot. */
+        for (Job *j = m->jobs->jobs; j; j = j->next) {
+                const CreateParams *p = j->userdata;
+
+                if (j->state == JOB_RUNNING && j->run == run_create && p->record)
+                        used[n++] = p->record->slot;
+        }
+        return vm_slot_pick(used, n, ret);
+}
+
 static int new_record(const char *name, uid_t owner, const char *image_name,
                       const char *kernel_name, VmBackend backend, const CreateSpec *spec,
                       VmRecord **ret)
@@ -1326,7 +1353,7 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
         if (!p->boot.name || !p->boot.qemu_path || !p->boot.firecracker_path || !p->boot.vm_dir ||
             !p->boot.unit || !p->boot.kernel_path || !p->boot.runtime_dir)
                 return -ENOMEM;
-        return 0;
+        return vm_boot_params_set_network(&p->boot, rec);
 }
 
 static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_error *error)
@@ -1406,6 +1433,15 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         }
         r = new_record(name, uid, image_name, kernel ? kernel->name : m->config->default_kernel,
                        daemon_config_choose_backend(m->config), &spec, &p->record);
+        if (r >= 0)
+                r = manager_pick_slot(m, &p->record->slot);
+        if (r == -ENOSPC) {
+                create_params_free(p);
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "No network slot is free for VM '%s': all %u are taken, "
+                                         "delete VMs that are no longer needed",
+                                         name, HELPER_MAX_SLOT);
+        }
         if (r >= 0)
                 r = fill_create_params(m, p, image, kernel);
         if (r >= 0 && !kernel)

@@ -108,6 +108,10 @@ void manager_remove_vm(Manager *m, Vm *vm);
 /* True while a job, task or VM operation runs. */
 bool manager_is_busy(Manager *m);
 
+/* The smallest network slot that no VM and no CreateVM in flight holds. Returns -ENOSPC when
+ * every slot is taken. In manager-dbus.c, beside the create job it reads. */
+int manager_pick_slot(Manager *m, unsigned *ret);
+
 /* Bus side, in the *-dbus.c files. */
 extern const sd_bus_vtable manager_vtable[];
 extern const sd_bus_vtable vm_vtable[];

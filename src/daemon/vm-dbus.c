@@ -38,6 +38,7 @@ typedef struct VmTask {
         char *vm_dir;
         char *runtime_dir;
         VmBootParams boot;
+        VmNetwork net; /* what Stop and Delete take down */
         pid_t pid;
         uint64_t start_time;
 
@@ -60,6 +61,7 @@ static void vm_task_free(void *userdata)
         free(t->vm_dir);
         free(t->runtime_dir);
         vm_boot_params_done(&t->boot);
+        vm_network_done(&t->net);
         strv_free(t->argv);
         strv_free(t->env);
         free(t->cwd);
@@ -68,8 +70,8 @@ static void vm_task_free(void *userdata)
         free(t);
 }
 
-/* Stops the VMM and its scope from a worker. The loop no longer watches the process, so the
- * worker reaps it when it is bangerd's child. */
+/* Stops the VMM and its scope and takes its network down, from a worker. The loop no longer
+ * watches the process, so the worker reaps it when it is bangerd's child. */
 static int halt_and_clean(VmTask *t, char **ret_error)
 {
         int r;
@@ -86,6 +88,7 @@ static int halt_and_clean(VmTask *t, char **ret_error)
         r = scope_stop(t->unit, SCOPE_TIMEOUT_USEC);
         if (r < 0)
                 log_warning_errno(r, "Failed to stop scope '%s', ignoring: %m", t->unit);
+        vm_network_down(&t->net);
         (void)rm_rf(t->runtime_dir);
         return 0;
 }
@@ -132,8 +135,11 @@ static int run_task(Job *j, void *userdata, char **ret_error)
                         r = halt_and_clean(t, ret_error);
                         if (r < 0)
                                 return r;
-                } else
+                } else {
                         stop_leftover_scope(t);
+                        /* A Stop that could not reach banger-helper leaves the tap behind. */
+                        vm_network_down(&t->net);
+                }
                 r = rm_rf(t->vm_dir);
                 if (r < 0) {
                         if (asprintf(ret_error, "Failed to remove '%s': %s", t->vm_dir,
@@ -206,6 +212,7 @@ static int complete_task(Job *j, int result, const char *error, void *userdata, 
                 }
                 vm->record->pid = t->pid;
                 vm->record->start_time = t->start_time;
+                vm_boot_params_take_network(&t->boot, vm->record);
                 r = vm_watch_process(vm);
                 if (r < 0)
                         log_warning_errno(r, "Failed to watch process %d of VM '%s': %m",
@@ -329,7 +336,7 @@ static int task_fill_halt(Vm *vm, VmTask *t, bool force)
         t->runtime_dir = strdup(vm->runtime_dir);
         if (!t->unit || !t->vm_dir || !t->runtime_dir)
                 return -ENOMEM;
-        return 0;
+        return vm_network_copy(vm->record, &t->net);
 }
 
 static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operation, bool force,

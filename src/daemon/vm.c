@@ -15,6 +15,8 @@
 #include "agent-client.h"
 #include "fileio.h"
 #include "guest-config.h"
+#include "helper-bus.h"
+#include "helper-client.h"
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
@@ -40,17 +42,140 @@ void vm_boot_params_done(VmBootParams *p)
         free(p->vm_dir);
         free(p->runtime_dir);
         free(p->unit);
+        vm_network_done(&p->net);
+        free(p->tap);
+        free(p->address);
+        free(p->net_cmdline);
         memset(p, 0, sizeof(*p));
+}
+
+int vm_network_copy(const VmRecord *rec, VmNetwork *ret)
+{
+        VmNetwork n = { .slot = rec->slot };
+
+        n.name = strdup(rec->name);
+        if (!n.name)
+                return -ENOMEM;
+        if (rec->n_forwards > 0) {
+                n.forwards = calloc(rec->n_forwards, sizeof(PortForward));
+                if (!n.forwards) {
+                        vm_network_done(&n);
+                        return -ENOMEM;
+                }
+                n.n_forwards = rec->n_forwards;
+        }
+        for (size_t i = 0; i < n.n_forwards; i++) {
+                n.forwards[i] = rec->forwards[i];
+                n.forwards[i].proto = strdup(rec->forwards[i].proto);
+                if (!n.forwards[i].proto) {
+                        vm_network_done(&n);
+                        return -ENOMEM;
+                }
+        }
+        *ret = n;
+        return 0;
+}
+
+void vm_network_done(VmNetwork *n)
+{
+        free(n->name);
+        port_forwards_free(n->forwards, n->n_forwards);
+        memset(n, 0, sizeof(*n));
+}
+
+static void network_remove_forwards(const VmNetwork *n, size_t n_forwards)
+{
+        for (size_t i = 0; i < n_forwards; i++) {
+                const PortForward *f = &n->forwards[i];
+                _cleanup_free_ char *error = NULL;
+                int r;
+
+                r = helper_remove_port_forward(n->slot, f->proto, f->host_port, &error);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r,
+                                          "Failed to remove the forward of %s port %u to VM '%s', "
+                                          "ignoring: %s",
+                                          f->proto, f->host_port, n->name, error ?: strerror(-r));
+        }
+}
+
+static void network_delete_tap(const VmNetwork *n)
+{
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = helper_delete_tap(n->slot, &error);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Failed to delete the tap device of VM '%s' (slot %u), "
+                                  "ignoring: %s",
+                                  n->name, n->slot, error ?: strerror(-r));
+}
+
+void vm_network_down(const VmNetwork *n)
+{
+        if (n->slot == 0)
+                return;
+        network_remove_forwards(n, n->n_forwards);
+        network_delete_tap(n);
+}
+
+int vm_boot_params_set_network(VmBootParams *p, const VmRecord *rec)
+{
+        int r;
+
+        r = vm_mac_from_id(rec->id, p->mac);
+        if (r < 0)
+                return r;
+        return vm_network_copy(rec, &p->net);
+}
+
+void vm_boot_params_take_network(VmBootParams *p, VmRecord *rec)
+{
+        free(rec->tap);
+        rec->tap = TAKE_PTR(p->tap);
+        if (p->address) {
+                free(rec->address);
+                rec->address = TAKE_PTR(p->address);
+        }
+}
+
+/* Gives a VM whose record predates networking the smallest free slot, and saves it. */
+static int vm_ensure_slot(Vm *vm)
+{
+        unsigned slot;
+        int r;
+
+        if (vm->record->slot > 0)
+                return 0;
+        r = manager_pick_slot(vm->manager, &slot);
+        if (r < 0)
+                return r;
+        vm->record->slot = slot;
+        r = vm_save(vm);
+        if (r < 0) {
+                vm->record->slot = 0;
+                return r;
+        }
+        log_field(LOG_INFO, "VM=%s", "VM '%s' got network slot %u", vm->record->name, slot);
+        return 0;
 }
 
 int vm_boot_params_init(Vm *vm, VmBootParams *p)
 {
         Manager *m = vm->manager;
         Kernel *k = manager_find_kernel(m, vm->record->kernel);
+        int r;
 
         memset(p, 0, sizeof(*p));
         if (!k)
                 return -ENOENT;
+        r = vm_ensure_slot(vm);
+        if (r < 0)
+                return r;
+        r = vm_boot_params_set_network(p, vm->record);
+        if (r < 0)
+                return r;
         p->name = strdup(vm->record->name);
         /* A record without a backend predates the Backend setting and boots with QEMU. */
         p->backend =
@@ -195,6 +320,9 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 .qmp_socket = qmp,
                 .agent_socket = agent,
                 .agent_port_name = GUEST_AGENT_PORT_NAME,
+                .cmdline_extra = p->net_cmdline,
+                .tap = p->tap,
+                .mac = p->tap ? p->mac : NULL,
                 .vcpus = p->vcpus,
                 .memory_mib = p->memory_mib,
                 .accel = p->accel,
@@ -217,7 +345,7 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
                 .tasks_max = VM_TASKS_MAX,
         };
-        r = scope_start(&spec, SCOPE_TIMEOUT_USEC, &scope_error);
+        r = helper_start_scope(p->name, &spec, &scope_error);
         if (r < 0) {
                 if (asprintf(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit,
                              p->name, scope_error ?: strerror(-r)) < 0)
@@ -347,9 +475,108 @@ const VmBackendOps *vm_backend_ops(VmBackend backend)
         }
 }
 
-int vm_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error)
+/* The reconciliation that bangerd runs at start removes the taps and forwards of every slot
+ * that was not live when it was requested, so vm_boot() waits for it before it adds its own. */
+static pthread_mutex_t reconcile_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reconcile_finished = PTHREAD_COND_INITIALIZER;
+static bool reconcile_running;
+
+static void set_reconcile_running(bool running)
+{
+        pthread_mutex_lock(&reconcile_lock);
+        reconcile_running = running;
+        if (!running)
+                pthread_cond_broadcast(&reconcile_finished);
+        pthread_mutex_unlock(&reconcile_lock);
+}
+
+static void wait_for_reconcile(void)
+{
+        pthread_mutex_lock(&reconcile_lock);
+        while (reconcile_running)
+                pthread_cond_wait(&reconcile_finished, &reconcile_lock);
+        pthread_mutex_unlock(&reconcile_lock);
+}
+
+static int network_error(char **ret_error, int r, const char *what, const VmBootParams *p,
+                         const char *helper_error)
+{
+        if (asprintf(ret_error, "Failed to %s of VM '%s': %s", what, p->name,
+                     helper_error ?: strerror(-r)) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
+/* Installs the forwards in p->net. On failure the ones installed before are removed. */
+static int network_add_forwards(VmBootParams *p, char **ret_error)
+{
+        for (size_t i = 0; i < p->net.n_forwards; i++) {
+                const PortForward *f = &p->net.forwards[i];
+                _cleanup_free_ char *error = NULL;
+                int r;
+
+                r = helper_add_port_forward(p->net.slot, f->proto, f->host_port, f->guest_port,
+                                            &error);
+                if (r < 0) {
+                        if (asprintf(ret_error,
+                                     "Failed to forward %s port %u of the host to port %u of VM "
+                                     "'%s': %s",
+                                     f->proto, f->host_port, f->guest_port, p->name,
+                                     error ?: strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        network_remove_forwards(&p->net, i);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static int network_format_cmdline(VmBootParams *p, const HelperNetwork *net)
+{
+        if (asprintf(&p->net_cmdline, "%s=%s/%u %s=%s %s=%s", GUEST_CMDLINE_ADDRESS, p->address,
+                     net->prefix, GUEST_CMDLINE_GATEWAY, net->address, GUEST_CMDLINE_DNS,
+                     net->address) < 0) {
+                p->net_cmdline = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Creates the VM's tap and installs its forwards, filling p->tap, p->address and
+ * p->net_cmdline. On failure nothing of it is left. */
+static int network_up(VmBootParams *p, char **ret_error)
+{
+        _cleanup_free_ char *error = NULL;
+        HelperNetwork net;
+        int r;
+
+        wait_for_reconcile();
+
+        r = helper_ensure_network(&net, &error);
+        if (r < 0)
+                return network_error(ret_error, r, "set up the network bridge", p, error);
+        r = helper_create_tap(p->net.slot, &p->tap, &p->address, &error);
+        if (r < 0)
+                return network_error(ret_error, r, "create the tap device", p, error);
+
+        r = network_format_cmdline(p, &net);
+        if (r >= 0)
+                r = network_add_forwards(p, ret_error);
+        if (r < 0) {
+                network_delete_tap(&p->net);
+                free(p->tap);
+                p->tap = NULL;
+                return r;
+        }
+        log_field(LOG_INFO, "VM=%s", "VM '%s' has tap '%s' and address %s", p->name, p->tap,
+                  p->address);
+        return 0;
+}
+
+int vm_boot(VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error)
 {
         const VmBackendOps *ops = vm_backend_ops(p->backend);
+        int r;
 
         if (!ops) {
                 if (asprintf(ret_error,
@@ -360,7 +587,18 @@ int vm_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, cha
                         *ret_error = NULL;
                 return -EPROTONOSUPPORT;
         }
-        return ops->boot(p, ret_pid, ret_start_time, ret_error);
+
+        r = network_up(p, ret_error);
+        if (r < 0)
+                return r;
+
+        r = ops->boot(p, ret_pid, ret_start_time, ret_error);
+        if (r < 0) {
+                vm_network_down(&p->net);
+                free(p->tap);
+                p->tap = NULL;
+        }
+        return r;
 }
 
 int vm_halt(pid_t pid, const char *runtime_dir, bool force)
@@ -422,6 +660,10 @@ void vm_set_state(Vm *vm, VmState state, const char *reason)
         if (state == VM_STOPPED || state == VM_FAILED || state == VM_CREATED) {
                 vm->record->pid = 0;
                 vm->record->start_time = 0;
+                /* The tap exists only while the VM runs, but the slot, address and forwards stay.
+                 */
+                free(vm->record->tap);
+                vm->record->tap = NULL;
         }
 
         r = vm_save(vm);
@@ -440,6 +682,75 @@ static void cleanup_runtime(Vm *vm)
 
         if (r < 0)
                 log_warning_errno(r, "Failed to remove '%s', ignoring: %m", vm->runtime_dir);
+}
+
+/* Takes down the network of a VM whose VMM exited, in a worker. */
+typedef struct NetworkDownTask {
+        Vm *vm; /* stays valid because the VM is busy until the task completes */
+        VmNetwork net;
+} NetworkDownTask;
+
+static void network_down_task_free(void *userdata)
+{
+        NetworkDownTask *t = userdata;
+
+        if (!t)
+                return;
+        vm_network_done(&t->net);
+        free(t);
+}
+
+static int run_network_down(Job *j, void *userdata, char **ret_error)
+{
+        NetworkDownTask *t = userdata;
+
+        vm_network_down(&t->net);
+        return 0;
+}
+
+static int complete_network_down(Job *j, int result, const char *error, void *userdata,
+                                 char **ret_error)
+{
+        NetworkDownTask *t = userdata;
+
+        t->vm->busy = false;
+        return 0;
+}
+
+/* Starts taking the network down after the VMM exited. The VM stays busy meanwhile, so a Start
+ * cannot create a tap for the slot that this task deletes. */
+static void start_network_down(Vm *vm)
+{
+        static unsigned counter = 0;
+        NetworkDownTask *t;
+        char target[128];
+        Job *j;
+        int r;
+
+        /* A busy VM belongs to a Stop, Restart or Delete, which takes the network down itself. */
+        if (vm->record->slot == 0 || vm->busy)
+                return;
+
+        t = calloc(1, sizeof(NetworkDownTask));
+        if (!t)
+                r = -ENOMEM;
+        else {
+                t->vm = vm;
+                r = vm_network_copy(vm->record, &t->net);
+                if (r < 0)
+                        free(t);
+        }
+        if (r >= 0) {
+                snprintf(target, sizeof(target), "%s/network-down/%u", vm->record->name, ++counter);
+                r = job_start(vm->manager->tasks, "network-down", target, run_network_down,
+                              complete_network_down, t, network_down_task_free, &j);
+        }
+        if (r < 0) {
+                log_warning_errno(r, "Failed to take down the network of VM '%s', ignoring: %m",
+                                  vm->record->name);
+                return;
+        }
+        vm->busy = true;
 }
 
 static int on_vmm_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -462,6 +773,7 @@ static int on_vmm_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
                 vm_set_state(vm, VM_STOPPED, NULL);
         else
                 vm_set_state(vm, VM_STOPPED, "the VMM process exited");
+        start_network_down(vm);
         return 0;
 }
 
@@ -553,4 +865,75 @@ void vm_reconcile(Vm *vm)
         }
         cleanup_runtime(vm);
         vm_set_state(vm, VM_STOPPED, "the VMM was gone when bangerd started");
+}
+
+typedef struct ReconcileTask {
+        unsigned *live_slots;
+        size_t n_live;
+} ReconcileTask;
+
+static void reconcile_task_free(void *userdata)
+{
+        ReconcileTask *t = userdata;
+
+        if (!t)
+                return;
+        free(t->live_slots);
+        free(t);
+}
+
+static int run_reconcile_network(Job *j, void *userdata, char **ret_error)
+{
+        ReconcileTask *t = userdata;
+        int r;
+
+        r = helper_reconcile(t->live_slots, t->n_live, ret_error);
+        set_reconcile_running(false);
+        return r;
+}
+
+static int complete_reconcile_network(Job *j, int result, const char *error, void *userdata,
+                                      char **ret_error)
+{
+        if (result < 0)
+                log_warning_errno(result,
+                                  "Failed to remove the taps and forwards of stopped VMs, "
+                                  "ignoring: %s",
+                                  error ?: strerror(-result));
+        return 0;
+}
+
+int vm_reconcile_network(Manager *m)
+{
+        ReconcileTask *t;
+        size_t n = 0;
+        Job *j;
+        int r;
+
+        if (!m->vms)
+                return 0;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next)
+                n++;
+        t = calloc(1, sizeof(ReconcileTask));
+        if (!t)
+                return -ENOMEM;
+        t->live_slots = calloc(n, sizeof(unsigned));
+        if (!t->live_slots) {
+                free(t);
+                return -ENOMEM;
+        }
+        for (Vm *vm = m->vms; vm; vm = vm->next)
+                if (vm->record->state == VM_RUNNING && vm->record->slot > 0)
+                        t->live_slots[t->n_live++] = vm->record->slot;
+
+        /* Set before the worker exists, so that no boot can slip in ahead of it. */
+        set_reconcile_running(true);
+        r = job_start(m->tasks, "reconcile-network", "network", run_reconcile_network,
+                      complete_reconcile_network, t, reconcile_task_free, &j);
+        if (r < 0) {
+                set_reconcile_running(false);
+                return r;
+        }
+        return 0;
 }

@@ -5,8 +5,25 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "helper-client.h"
 #include "manager.h"
 #include "qemu.h"
+#include "store.h"
+
+/* What a worker needs to take a VM's network down, copied from the record on the loop. */
+typedef struct VmNetwork {
+        char *name;
+        unsigned slot; /* 0 when the VM has no slot, and then there is nothing to take down */
+        PortForward *forwards;
+        size_t n_forwards;
+} VmNetwork;
+
+int vm_network_copy(const VmRecord *rec, VmNetwork *ret);
+void vm_network_done(VmNetwork *n);
+
+/* Worker side: removes the forwards and deletes the tap. Failures are logged as warnings, and a
+ * forward that is gone already counts as removed. */
+void vm_network_down(const VmNetwork *n);
 
 /* Everything a worker needs to boot a VM, copied on the loop so the worker shares nothing with
  * it. */
@@ -25,13 +42,29 @@ struct VmBootParams {
         /* RUNTIME/vms/NAME: qmp.sock and agent.sock, or firecracker.sock and vsock.sock */
         char *runtime_dir;
         char *unit;
+
+        VmNetwork net;
+        char mac[VM_MAC_STRING_MAX];
+        /* Set by vm_boot() in the worker and kept after a successful boot: the tap and guest
+         * address that banger-helper assigned, and the kernel command line arguments that
+         * carry the network to banger-init. */
+        char *tap;
+        char *address;
+        char *net_cmdline;
 };
 
 void vm_boot_params_done(VmBootParams *p);
+/* Copies the slot, MAC address and port forwards of rec into p. */
+int vm_boot_params_set_network(VmBootParams *p, const VmRecord *rec);
+/* Fills p from the VM on the loop. A VM whose record predates networking gets a slot here,
+ * which is saved in its record. */
 int vm_boot_params_init(Vm *vm, VmBootParams *p);
+/* Loop side, after a successful boot: moves the tap and address from p into rec. */
+void vm_boot_params_take_network(VmBootParams *p, VmRecord *rec);
 
-/* Boots the VM with the backend in p, see VmBackendOps.boot. */
-int vm_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error);
+/* Sets up the VM's tap and port forwards through banger-helper, boots the VM with the backend
+ * in p (see VmBackendOps.boot), and takes the network down again when the boot fails. */
+int vm_boot(VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error);
 
 /* Shuts the VMM down with the backend whose control socket is in runtime_dir. QEMU: through
  * the agent unless force, then QMP quit, then SIGKILL. Firecracker: through the agent and then
@@ -45,6 +78,10 @@ void vm_set_state(Vm *vm, VmState state, const char *reason);
 int vm_watch_process(Vm *vm);
 void vm_unwatch_process(Vm *vm);
 void vm_reconcile(Vm *vm);
+/* Asks banger-helper, in a worker, to remove the taps and forwards of every slot but those of
+ * running VMs. Does nothing when there are no VMs, so that bangerd does not activate the
+ * helper for nothing. vm_boot() waits until this has finished. */
+int vm_reconcile_network(Manager *m);
 int vm_agent_socket(Vm *vm, char **ret);
 /* Connects to the guest agent with the VM's backend, for the agent_*_fd() calls. */
 int vm_agent_connect(Vm *vm, uint64_t timeout_usec, int *ret_fd);
