@@ -594,8 +594,7 @@ typedef struct TarWriter {
         int write_error;
         bool aborted;
         int dir_fd;
-        const char *name;
-        /* The directory of the last entry written, "" for the top directory. */
+        /* The directory of the last entry written, "" for the workspace itself. */
         char *last_dir;
         /* Bytes of the current entry's content not written yet. */
         uint64_t owed;
@@ -619,21 +618,15 @@ static int tar_failed(TarWriter *t, const char *path)
                          strempty(archive_error_string(t->archive)));
 }
 
-/* Writes the header of path, or of the top directory NAME when path is NULL. */
 static int tar_header(TarWriter *t, const char *path, const struct stat *st, const char *target)
 {
         struct archive_entry *entry = archive_entry_new();
-        _cleanup_free_ char *name = NULL;
         int r = 0;
 
         if (!entry)
                 return -ENOMEM;
-        if (path && asprintf(&name, "%s/%s", t->name, path) < 0) {
-                archive_entry_free(entry);
-                return -ENOMEM;
-        }
 
-        archive_entry_set_pathname(entry, name ? name : t->name);
+        archive_entry_set_pathname(entry, path);
         archive_entry_set_filetype(entry, st->st_mode & S_IFMT);
         archive_entry_set_perm(entry, st->st_mode & MODE_PERM_MASK);
         archive_entry_set_uid(entry, 0);
@@ -735,16 +728,10 @@ static int tar_path(TarWriter *t, const char *path)
         return tar_set_last_dir(t, path, slash ? (size_t)(slash - path) : 0);
 }
 
-static int tar_all(TarWriter *t, const char *dir, char *const *paths)
+static int tar_all(TarWriter *t, char *const *paths)
 {
-        struct stat st;
         int r;
 
-        if (fstat(t->dir_fd, &st) < 0)
-                return entry_failed(dir, negative_errno(), t->ret_error);
-        r = tar_header(t, NULL, &st, NULL);
-        if (r < 0)
-                return r;
         r = tar_set_last_dir(t, "", 0);
         if (r < 0)
                 return r;
@@ -829,24 +816,10 @@ static void tar_abort(TarWriter *t)
 int workspace_write_tar(const char *dir, char *const *paths, int fd, uint64_t *ret_bytes,
                         char **ret_error)
 {
-        _cleanup_free_ char *name = NULL;
         TarWriter t = { .fd = fd, .dir_fd = -EBADF, .ret_error = ret_error };
         int r;
 
         r = paths_check(paths, ret_error);
-        if (r >= 0) {
-                r = workspace_name(dir, &name);
-                if (r == -EINVAL)
-                        r = set_error(ret_error, r,
-                                      "Workspace directory '%s' has no ASCII letter, digit, '_' or "
-                                      "'-' in its name: rename it or copy the tree to a directory "
-                                      "with such a name",
-                                      dir);
-                else if (r < 0)
-                        r = set_error(ret_error, r, "Failed to resolve workspace '%s': %s", dir,
-                                      strerror(-r));
-        }
-        t.name = name;
         if (r >= 0) {
                 t.dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (t.dir_fd < 0)
@@ -855,7 +828,7 @@ int workspace_write_tar(const char *dir, char *const *paths, int fd, uint64_t *r
         if (r >= 0)
                 r = tar_open(&t);
         if (r >= 0)
-                r = tar_all(&t, dir, paths);
+                r = tar_all(&t, paths);
 
         if (r < 0)
                 tar_abort(&t);

@@ -22,11 +22,12 @@
  * directory, -EINVAL when DIR is not inside a git working tree, or another negative errno. */
 int workspace_list(const char *dir, char ***ret_paths, char **ret_error);
 
-/* Writes an uncompressed pax tar of paths, as workspace_list() returns them, to fd. Every entry
- * is below the directory NAME/ (see workspace_name()), and each parent directory comes once,
- * before its first child. Entries keep their permission bits and modification times but not the
- * setuid, setgid and sticky bits. Symlinks stay symlinks, and every entry is owned by uid and
- * gid 0 with no user or group names. A path that no longer exists is left out.
+/* Writes an uncompressed pax tar of paths, as workspace_list() returns them, to fd. Entry paths
+ * are relative to DIR, which itself has no entry, so the tar is extracted into the workspace's
+ * directory. Each parent directory comes once, before its first child. Entries keep their
+ * permission bits and modification times but not the setuid, setgid and sticky bits. Symlinks stay
+ * symlinks, and every entry is owned by uid and gid 0 with no user or group names. A path that no
+ * longer exists is left out.
  *
  * Returns -EINVAL for paths that are not sorted and unique or not relative and normalized, and
  * for a device, fifo or socket, -EBUSY when a file changed size or type while it was read, or
