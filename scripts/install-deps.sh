@@ -7,10 +7,10 @@ libsystemd-dev libcurl4-openssl-dev libarchive-dev libext2fs-dev comerr-dev
 libjson-c-dev libinih-dev check libzstd-dev liblz4-dev libssl-dev libyaml-dev
 libnftables-dev"
 runtime="qemu-system-x86 e2fsprogs kmod dbus polkitd pkexec systemd systemd-container
-nftables iproute2 openssh-client"
+nftables iproute2 openssh-client git"
 tests="docker-registry skopeo busybox-static apache2-utils cpio python3 curl util-linux
 lz4 zstd xz-utils rsync jq procps passwd shellcheck openssl
-iptables bind9-dnsutils git"
+iptables bind9-dnsutils"
 bench="debootstrap umoci hyperfine time"
 
 export DEBIAN_FRONTEND=noninteractive
