@@ -1,6 +1,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,12 @@ static void teardown(void)
         ck_assert_int_eq(rm_rf(tmpdir), 0);
         strcpy(tmpdir, "/tmp/test-store-XXXXXX");
 }
+
+#define HOST_KEY \
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGQvci4JRxHk7yd0pzkEkfbUCMCMrcklz0wqHdbQd5kt dev1"
+/* What ssh-keygen -l prints for HOST_KEY. */
+#define HOST_KEY_FINGERPRINT "SHA256:t8h4fbdsqAx81K5rav0LQTRQo5U+GI1Lc5lwN/iwnEU"
+#define DIGEST               "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static VmRecord *sample_record(void)
 {
@@ -54,6 +61,12 @@ static VmRecord *sample_record(void)
                 (PortForward){ .proto = strdup("tcp"), .host_port = 8080, .guest_port = 80 };
         r->forwards[1] =
                 (PortForward){ .proto = strdup("udp"), .host_port = 65535, .guest_port = 1 };
+        r->host_key = strdup(HOST_KEY);
+        r->host_key_fingerprint = strdup(HOST_KEY_FINGERPRINT);
+        r->work_size_mib = 1024;
+        r->workspace_name = strdup("my-project_2.0");
+        r->workspace_path = strdup("/home/alice/src/my project");
+        r->workspace_digest = strdup(DIGEST);
         return r;
 }
 
@@ -88,6 +101,36 @@ START_TEST(vm_record_round_trip)
         ck_assert_str_eq(out->forwards[1].proto, "udp");
         ck_assert_uint_eq(out->forwards[1].host_port, 65535);
         ck_assert_uint_eq(out->forwards[1].guest_port, 1);
+        ck_assert_str_eq(out->host_key, HOST_KEY);
+        ck_assert_str_eq(out->host_key_fingerprint, HOST_KEY_FINGERPRINT);
+        ck_assert_uint_eq(out->work_size_mib, 1024);
+        ck_assert_str_eq(out->workspace_name, "my-project_2.0");
+        ck_assert_str_eq(out->workspace_path, "/home/alice/src/my project");
+        ck_assert_str_eq(out->workspace_digest, DIGEST);
+}
+END_TEST
+
+START_TEST(vm_record_access_fields_absent)
+{
+        _cleanup_(vm_record_freep) VmRecord *in = sample_record(), *out = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        free(TAKE_PTR(in->host_key));
+        free(TAKE_PTR(in->host_key_fingerprint));
+        free(TAKE_PTR(in->workspace_name));
+        free(TAKE_PTR(in->workspace_path));
+        free(TAKE_PTR(in->workspace_digest));
+        in->work_size_mib = 0;
+        ck_assert_int_eq(vm_record_to_json(in, &json), 0);
+        ck_assert_ptr_null(strstr(json, "\"host_key"));
+        ck_assert_ptr_null(strstr(json, "\"workspace_"));
+        ck_assert_int_eq(vm_record_from_json(json, &out), 0);
+        ck_assert_ptr_null(out->host_key);
+        ck_assert_ptr_null(out->host_key_fingerprint);
+        ck_assert_uint_eq(out->work_size_mib, 0);
+        ck_assert_ptr_null(out->workspace_name);
+        ck_assert_ptr_null(out->workspace_path);
+        ck_assert_ptr_null(out->workspace_digest);
 }
 END_TEST
 
@@ -183,6 +226,9 @@ START_TEST(vm_record_loads_old_format)
         ck_assert_ptr_null(out->address);
         ck_assert_ptr_null(out->forwards);
         ck_assert_uint_eq(out->n_forwards, 0);
+        ck_assert_ptr_null(out->host_key);
+        ck_assert_uint_eq(out->work_size_mib, 0);
+        ck_assert_ptr_null(out->workspace_name);
 }
 END_TEST
 
@@ -232,6 +278,132 @@ static const struct {
         { "address with prefix", NET_RECORD("\"address\":\"10.0.0.4/24\""), -EBADMSG },
         { "address not IPv4", NET_RECORD("\"address\":\"fe80::1\""), -EBADMSG },
 };
+
+#define KEY_FIELDS \
+        "\"host_key\":\"" HOST_KEY "\",\"host_key_fingerprint\":\"" HOST_KEY_FINGERPRINT "\""
+#define WORKSPACE_FIELDS(name, path, digest)                         \
+        "\"workspace_name\":\"" name "\",\"workspace_path\":\"" path \
+        "\",\"workspace_digest\":\"" digest "\""
+
+static const struct {
+        const char *name;
+        const char *json;
+        int expected;
+} access_records[] = {
+        { "all fields",
+          NET_RECORD(KEY_FIELDS
+                     ",\"work_size_mib\":2048," WORKSPACE_FIELDS("proj", "/src/proj", DIGEST)),
+          0 },
+        { "host key without workspace", NET_RECORD(KEY_FIELDS ",\"work_size_mib\":16"), 0 },
+        { "null workspace fields",
+          NET_RECORD("\"workspace_name\":null,\"workspace_path\":null,\"workspace_digest\":null"),
+          0 },
+        { "host key without fingerprint", NET_RECORD("\"host_key\":\"" HOST_KEY "\""), -EBADMSG },
+        { "fingerprint without host key",
+          NET_RECORD("\"host_key_fingerprint\":\"" HOST_KEY_FINGERPRINT "\""), -EBADMSG },
+        { "fingerprint of another key",
+          NET_RECORD("\"host_key\":\"" HOST_KEY "\",\"host_key_fingerprint\":"
+                     "\"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\""),
+          -EBADMSG },
+        { "host key not a key",
+          NET_RECORD("\"host_key\":\"ssh-ed25519 "
+                     "AAAA\",\"host_key_fingerprint\":\"" HOST_KEY_FINGERPRINT "\""),
+          -EBADMSG },
+        { "work size negative", NET_RECORD("\"work_size_mib\":-1"), -EBADMSG },
+        { "work size as string", NET_RECORD("\"work_size_mib\":\"16\""), -EBADMSG },
+        { "workspace without digest",
+          NET_RECORD("\"workspace_name\":\"proj\",\"workspace_path\":\"/src/proj\""), -EBADMSG },
+        { "workspace name with slash", NET_RECORD(WORKSPACE_FIELDS("a/b", "/src", DIGEST)),
+          -EBADMSG },
+        { "workspace name with dot", NET_RECORD(WORKSPACE_FIELDS(".banger", "/src", DIGEST)),
+          -EBADMSG },
+        { "workspace path relative", NET_RECORD(WORKSPACE_FIELDS("proj", "src/proj", DIGEST)),
+          -EBADMSG },
+        { "workspace digest short", NET_RECORD(WORKSPACE_FIELDS("proj", "/src/proj", "abc")),
+          -EBADMSG },
+};
+
+START_TEST(vm_record_access_table)
+{
+        _cleanup_(vm_record_freep) VmRecord *out = NULL;
+
+        ck_assert_msg(vm_record_from_json(access_records[_i].json, &out) ==
+                              access_records[_i].expected,
+                      "case '%s'", access_records[_i].name);
+        if (access_records[_i].expected < 0)
+                ck_assert_ptr_null(out);
+}
+END_TEST
+
+static const struct {
+        const char *name;
+        int expected;
+} workspace_names[] = {
+        { "proj", 0 },
+        { "My_Project-2.0", 0 },
+        { "a", 0 },
+        { "-dash", 0 },
+        { "x.", 0 },
+        { "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0 },
+        { "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", -EINVAL },
+        { "", -EINVAL },
+        { ".", -EINVAL },
+        { "..", -EINVAL },
+        { ".banger", -EINVAL },
+        { "lost+found", -EINVAL },
+        { "a/b", -EINVAL },
+        { "a b", -EINVAL },
+        { "a'b", -EINVAL },
+        { "$(id)", -EINVAL },
+        { "caf\xc3\xa9", -EINVAL },
+        { "a\nb", -EINVAL },
+};
+
+START_TEST(vm_workspace_name_table)
+{
+        ck_assert_msg(vm_workspace_name_check(workspace_names[_i].name) ==
+                              workspace_names[_i].expected,
+                      "name '%s'", workspace_names[_i].name);
+}
+END_TEST
+
+START_TEST(vm_workspace_digest_and_path)
+{
+        ck_assert_int_eq(vm_workspace_digest_check(DIGEST), 0);
+        ck_assert_int_eq(vm_workspace_digest_check(NULL), -EINVAL);
+        ck_assert_int_eq(vm_workspace_digest_check(""), -EINVAL);
+        ck_assert_int_eq(vm_workspace_digest_check(DIGEST "0"), -EINVAL);
+        ck_assert_int_eq(
+                vm_workspace_digest_check(
+                        "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"),
+                -EINVAL);
+        ck_assert_int_eq(
+                vm_workspace_digest_check(
+                        "g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+                -EINVAL);
+
+        ck_assert_int_eq(vm_workspace_path_check("/"), 0);
+        ck_assert_int_eq(vm_workspace_path_check("/home/alice/my project"), 0);
+        ck_assert_int_eq(vm_workspace_path_check(NULL), -EINVAL);
+        ck_assert_int_eq(vm_workspace_path_check(""), -EINVAL);
+        ck_assert_int_eq(vm_workspace_path_check("proj"), -EINVAL);
+        ck_assert_int_eq(vm_workspace_path_check("/a\nb"), -EINVAL);
+        ck_assert_int_eq(vm_workspace_path_check("/a\x1b[2Jb"), -EINVAL);
+}
+END_TEST
+
+START_TEST(vm_workspace_path_too_long)
+{
+        char path[PATH_MAX + 1];
+
+        memset(path, 'a', sizeof(path) - 1);
+        path[0] = '/';
+        path[PATH_MAX] = '\0';
+        ck_assert_int_eq(vm_workspace_path_check(path), -EINVAL);
+        path[PATH_MAX - 1] = '\0';
+        ck_assert_int_eq(vm_workspace_path_check(path), 0);
+}
+END_TEST
 
 START_TEST(vm_record_network_table)
 {
@@ -541,6 +713,11 @@ int main(void)
         tcase_add_test(tc, vm_record_loads_old_format);
         tcase_add_loop_test(tc, vm_record_network_table, 0, ELEMENTSOF(network_records));
         tcase_add_test(tc, vm_record_network_values);
+        tcase_add_test(tc, vm_record_access_fields_absent);
+        tcase_add_loop_test(tc, vm_record_access_table, 0, ELEMENTSOF(access_records));
+        tcase_add_loop_test(tc, vm_workspace_name_table, 0, ELEMENTSOF(workspace_names));
+        tcase_add_test(tc, vm_workspace_digest_and_path);
+        tcase_add_test(tc, vm_workspace_path_too_long);
         tcase_add_test(tc, vm_slot_pick_smallest_free);
         tcase_add_test(tc, vm_slot_pick_all_taken);
         tcase_add_test(tc, vm_mac_from_id_stable);

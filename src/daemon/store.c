@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "fileio.h"
 #include "helper-bus.h"
+#include "hostkey.h"
 #include "macro.h"
 #include "name.h"
 #include "store.h"
@@ -55,6 +57,11 @@ VmRecord *vm_record_free(VmRecord *r)
         free(r->tap);
         free(r->address);
         port_forwards_free(r->forwards, r->n_forwards);
+        free(r->host_key);
+        free(r->host_key_fingerprint);
+        free(r->workspace_name);
+        free(r->workspace_path);
+        free(r->workspace_digest);
         free(r);
         return NULL;
 }
@@ -142,7 +149,13 @@ int vm_record_to_json(const VmRecord *r, char **ret)
             add_string(o, "unit", r->unit) < 0 || add_string(o, "backend", r->backend) < 0 ||
             add(o, "slot", json_object_new_int64(r->slot)) < 0 ||
             add_string(o, "tap", r->tap) < 0 || add_string(o, "address", r->address) < 0 ||
-            add(o, "forwards", forwards_to_json(r->forwards, r->n_forwards)) < 0)
+            add(o, "forwards", forwards_to_json(r->forwards, r->n_forwards)) < 0 ||
+            add_string(o, "host_key", r->host_key) < 0 ||
+            add_string(o, "host_key_fingerprint", r->host_key_fingerprint) < 0 ||
+            add(o, "work_size_mib", json_object_new_int64(r->work_size_mib)) < 0 ||
+            add_string(o, "workspace_name", r->workspace_name) < 0 ||
+            add_string(o, "workspace_path", r->workspace_path) < 0 ||
+            add_string(o, "workspace_digest", r->workspace_digest) < 0)
                 return -ENOMEM;
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -286,12 +299,33 @@ static int check_network_fields(const VmRecord *r)
         return 0;
 }
 
+/* Checks that the host key parses and has the stored fingerprint, and that the workspace
+ * fields are either all set and valid or all missing. */
+static int check_access_fields(const VmRecord *r)
+{
+        _cleanup_free_ char *fingerprint = NULL;
+        bool has_workspace = r->workspace_name || r->workspace_path || r->workspace_digest;
+
+        if (!r->host_key != !r->host_key_fingerprint)
+                return -EBADMSG;
+        if (r->host_key) {
+                if (ssh_pubkey_fingerprint(r->host_key, &fingerprint) < 0 ||
+                    !streq(fingerprint, r->host_key_fingerprint))
+                        return -EBADMSG;
+        }
+        if (has_workspace && (vm_workspace_name_check(r->workspace_name) < 0 ||
+                              vm_workspace_path_check(r->workspace_path) < 0 ||
+                              vm_workspace_digest_check(r->workspace_digest) < 0))
+                return -EBADMSG;
+        return 0;
+}
+
 int vm_record_from_json(const char *json, VmRecord **ret)
 {
         _cleanup_(vm_record_freep) VmRecord *r = calloc(1, sizeof(VmRecord));
         _cleanup_json_ json_object *o = NULL;
         _cleanup_free_ char *state = NULL;
-        uint64_t owner, vcpus, memory, pid, slot;
+        uint64_t owner, vcpus, memory, pid, slot, work_size;
         int k;
 
         if (!r)
@@ -309,7 +343,12 @@ int vm_record_from_json(const char *json, VmRecord **ret)
             (k = get_string(o, "unit", false, &r->unit)) < 0 ||
             (k = get_string(o, "backend", true, &r->backend)) < 0 ||
             (k = get_string(o, "tap", false, &r->tap)) < 0 ||
-            (k = get_string(o, "address", false, &r->address)) < 0)
+            (k = get_string(o, "address", false, &r->address)) < 0 ||
+            (k = get_string(o, "host_key", false, &r->host_key)) < 0 ||
+            (k = get_string(o, "host_key_fingerprint", false, &r->host_key_fingerprint)) < 0 ||
+            (k = get_string(o, "workspace_name", false, &r->workspace_name)) < 0 ||
+            (k = get_string(o, "workspace_path", false, &r->workspace_path)) < 0 ||
+            (k = get_string(o, "workspace_digest", false, &r->workspace_digest)) < 0)
                 return k;
 
         if ((k = get_uint(o, "owner", UINT32_MAX - 1, &owner)) < 0 ||
@@ -319,10 +358,12 @@ int vm_record_from_json(const char *json, VmRecord **ret)
             (k = get_uint(o, "pid", INT32_MAX, &pid)) < 0 ||
             (k = get_uint(o, "start_time", UINT64_MAX, &r->start_time)) < 0 ||
             (k = get_uint_optional(o, "slot", HELPER_MAX_SLOT, &slot)) < 0 ||
-            (k = get_forwards(o, &r->forwards, &r->n_forwards)) < 0)
+            (k = get_forwards(o, &r->forwards, &r->n_forwards)) < 0 ||
+            (k = get_uint_optional(o, "work_size_mib", UINT32_MAX, &work_size)) < 0)
                 return k;
 
-        if (vm_name_check(r->name, NULL) < 0 || check_network_fields(r) < 0)
+        if (vm_name_check(r->name, NULL) < 0 || check_network_fields(r) < 0 ||
+            check_access_fields(r) < 0)
                 return -EBADMSG;
         r->state = vm_state_from_string(state);
         if (r->state < 0)
@@ -332,8 +373,39 @@ int vm_record_from_json(const char *json, VmRecord **ret)
         r->memory_mib = memory;
         r->pid = pid;
         r->slot = slot;
+        r->work_size_mib = work_size;
 
         *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int vm_workspace_name_check(const char *name)
+{
+        size_t n;
+
+        if (!name || name[0] == '.')
+                return -EINVAL;
+        n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+        if (n == 0 || name[n] != '\0' || n > VM_WORKSPACE_NAME_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+int vm_workspace_digest_check(const char *digest)
+{
+        if (!digest || strlen(digest) != VM_WORKSPACE_DIGEST_LEN ||
+            strspn(digest, "0123456789abcdef") != VM_WORKSPACE_DIGEST_LEN)
+                return -EINVAL;
+        return 0;
+}
+
+int vm_workspace_path_check(const char *path)
+{
+        if (!path || path[0] != '/' || strlen(path) >= PATH_MAX)
+                return -EINVAL;
+        for (const char *p = path; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        return -EINVAL;
         return 0;
 }
 

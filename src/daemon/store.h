@@ -54,6 +54,16 @@ typedef struct VmRecord {
         char *address;         /* guest IPv4 address, "A.B.C.D"; NULL before the first start */
         PortForward *forwards; /* kept across stops, installed while the VM runs */
         size_t n_forwards;
+
+        /* The VM's SSH host key, generated on the host before the first boot. NULL for a VM
+         * made before banger generated host keys, and then the VM has no work disk either. */
+        char *host_key;             /* public key line "ssh-ed25519 BASE64 COMMENT" */
+        char *host_key_fingerprint; /* "SHA256:..." of host_key, as ssh-keygen -l prints it */
+        unsigned work_size_mib;     /* size of work.ext4, 0 for a VM without a work disk */
+        /* The copy of a host directory at /work/NAME in the guest, all NULL for none. */
+        char *workspace_name;   /* NAME, see vm_workspace_name_check() */
+        char *workspace_path;   /* the directory on the host it was copied from, for users */
+        char *workspace_digest; /* 64 hex digits that identify the copied content */
 } VmRecord;
 
 void port_forwards_free(PortForward *forwards, size_t n);
@@ -69,6 +79,22 @@ static inline void vm_record_freep(VmRecord **r)
 int vm_record_to_json(const VmRecord *r, char **ret);
 /* Returns -EBADMSG for JSON that is not a valid VM record. */
 int vm_record_from_json(const char *json, VmRecord **ret);
+
+#define VM_WORKSPACE_NAME_MAX   64
+#define VM_WORKSPACE_DIGEST_LEN 64
+
+/* Checks the name of a workspace's directory under /work in the guest: 1 to
+ * VM_WORKSPACE_NAME_MAX bytes of [A-Za-z0-9._-] not starting with '.'. A valid name is one
+ * path component that the guest's shell takes as it is. Returns -EINVAL otherwise. */
+int vm_workspace_name_check(const char *name);
+
+/* Checks a workspace digest: VM_WORKSPACE_DIGEST_LEN lower-case hex digits. Returns -EINVAL
+ * otherwise. */
+int vm_workspace_digest_check(const char *digest);
+
+/* Checks the host path of a workspace: absolute, shorter than PATH_MAX, without control bytes.
+ * Returns -EINVAL otherwise. */
+int vm_workspace_path_check(const char *path);
 
 /* The smallest network slot from 1 to HELPER_MAX_SLOT that is not in used (any order; 0 and
  * values out of range are ignored). Returns -ENOSPC when every slot is taken. */
