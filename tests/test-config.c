@@ -47,6 +47,7 @@ START_TEST(config_defaults)
         ck_assert_ptr_null(c->default_kernel);
         ck_assert_uint_eq(c->default_vcpus, 1);
         ck_assert_uint_eq(c->default_memory_mib, 256);
+        ck_assert_uint_eq(c->default_work_disk_mib, 1024);
         ck_assert_int_eq(c->accelerator, QEMU_ACCEL_AUTO);
         ck_assert_str_eq(c->qemu_path, QEMU_SYSTEM_X86_64);
         ck_assert_uint_eq(c->boot_timeout_usec, 300 * SEC);
@@ -442,6 +443,41 @@ START_TEST(config_firecracker_path_relative)
 }
 END_TEST
 
+/* Values of [VM] DefaultWorkDiskMiB and the size they must give, 1024 for a rejected one. */
+static const struct {
+        const char *value;
+        unsigned work_disk_mib;
+        bool warns;
+} work_disk_values[] = {
+        { "16", 16, false },
+        { "4096", 4096, false },
+        { "1048576", 1048576, false },
+        { "15", 1024, true },
+        { "0", 1024, true },
+        { "1048577", 1024, true },
+        { "-1", 1024, true },
+        { "1G", 1024, true },
+        { "", 1024, true },
+        { "99999999999999999999999", 1024, true },
+};
+
+START_TEST(config_work_disk_table)
+{
+        _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
+        _cleanup_strv_free_ char **warnings = NULL;
+        _cleanup_free_ char *text = NULL, *path = NULL;
+
+        ck_assert_int_ge(
+                asprintf(&text, "[VM]\nDefaultWorkDiskMiB=%s\n", work_disk_values[_i].value), 0);
+        path = write_in_tmpdir("f.conf", text);
+        ck_assert_int_eq(daemon_config_load(path, NULL, &c, &warnings), 0);
+        ck_assert_uint_eq(c->default_work_disk_mib, work_disk_values[_i].work_disk_mib);
+        ck_assert_uint_eq(strv_length(warnings), work_disk_values[_i].warns ? 1 : 0);
+        if (work_disk_values[_i].warns)
+                ck_assert_ptr_nonnull(strstr(warnings[0], "for DefaultWorkDiskMiB"));
+}
+END_TEST
+
 START_TEST(config_dropins_override_in_order)
 {
         _cleanup_(daemon_config_freep) DaemonConfig *c = NULL;
@@ -495,6 +531,7 @@ int main(void)
         tcase_add_loop_test(tc, config_backend_choice_table, 0, ELEMENTSOF(backend_cases));
         tcase_add_test(tc, config_backend_names);
         tcase_add_test(tc, config_firecracker_path_relative);
+        tcase_add_loop_test(tc, config_work_disk_table, 0, ELEMENTSOF(work_disk_values));
         tcase_add_test(tc, config_dropins_override_in_order);
         tcase_add_test(tc, config_unreadable_path_fails);
         suite_add_tcase(s, tc);

@@ -113,6 +113,7 @@ int daemon_config_new(DaemonConfig **ret)
         c->helper_idle_timeout_usec = 30 * USEC_PER_SEC;
         c->default_vcpus = 1;
         c->default_memory_mib = 256;
+        c->default_work_disk_mib = 1024;
         c->accelerator = QEMU_ACCEL_AUTO;
         c->boot_timeout_usec = 300 * USEC_PER_SEC;
         c->qemu_path = strdup(QEMU_SYSTEM_X86_64);
@@ -361,6 +362,13 @@ static int apply_key(DaemonConfig *c, const char *section, const char *key, cons
                         if (r < 0 || v < 16)
                                 return -EINVAL;
                         c->default_memory_mib = v;
+                        return 0;
+                }
+                if (streq(key, "DefaultWorkDiskMiB")) {
+                        r = parse_uint(value, VM_WORK_DISK_MIB_MAX, &v);
+                        if (r < 0 || v < VM_WORK_DISK_MIB_MIN)
+                                return -EINVAL;
+                        c->default_work_disk_mib = v;
                         return 0;
                 }
                 if (streq(key, "Accelerator"))

@@ -27,14 +27,15 @@ VmBackend vm_backend_from_string(const char *s);
 typedef struct DaemonConfig {
         uint64_t idle_timeout_usec; /* [Daemon] IdleTimeoutSec; 0 means never exit when idle */
 
-        char *default_kernel;        /* [VM] DefaultKernel; NULL when unset */
-        unsigned default_vcpus;      /* [VM] DefaultVCPUs */
-        unsigned default_memory_mib; /* [VM] DefaultMemoryMiB */
-        QemuAccel accelerator;       /* [VM] Accelerator: auto, kvm or tcg */
-        char *qemu_path;             /* [VM] QemuPath */
-        uint64_t boot_timeout_usec;  /* [VM] BootTimeoutSec */
-        VmBackend backend;           /* [VM] Backend */
-        char *firecracker_path;      /* [VM] FirecrackerPath */
+        char *default_kernel;           /* [VM] DefaultKernel; NULL when unset */
+        unsigned default_vcpus;         /* [VM] DefaultVCPUs */
+        unsigned default_memory_mib;    /* [VM] DefaultMemoryMiB */
+        unsigned default_work_disk_mib; /* [VM] DefaultWorkDiskMiB */
+        QemuAccel accelerator;          /* [VM] Accelerator: auto, kvm or tcg */
+        char *qemu_path;                /* [VM] QemuPath */
+        uint64_t boot_timeout_usec;     /* [VM] BootTimeoutSec */
+        VmBackend backend;              /* [VM] Backend */
+        char *firecracker_path;         /* [VM] FirecrackerPath */
 
         char *catalog_url; /* [Kernel] CatalogURL, an http or https URL; NULL when unset */
 
@@ -65,6 +66,12 @@ typedef struct DaemonConfig {
 /* Default of [VM] FirecrackerPath. */
 #define DAEMON_CONFIG_FIRECRACKER_PATH "/usr/bin/firecracker"
 #define DAEMON_CONFIG_CREDENTIALS_FILE BANGER_SYSCONFDIR "/registry-auth.json"
+
+/* The range of a work disk's size in MiB, for [VM] DefaultWorkDiskMiB and CreateVM. The
+ * minimum is WORKDISK_SIZE_MIN. The disk is a sparse file, so only what the guest writes takes
+ * space on the host. */
+#define VM_WORK_DISK_MIB_MIN 16u
+#define VM_WORK_DISK_MIB_MAX (1024u * 1024u)
 
 /* The rule for [Network] Subnet, for messages about an invalid value. */
 #define DAEMON_CONFIG_SUBNET_RULE                                                           \
