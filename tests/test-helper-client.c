@@ -44,7 +44,8 @@ typedef struct FakeHelper {
         uint32_t live[8];
         size_t n_live;
         char *vm_name;
-        uint32_t pid;
+        uint32_t pids[SCOPE_PIDS_MAX + 1];
+        size_t n_pids;
         uint64_t memory_max, tasks_max, cpu_quota;
 
         sd_bus *bus;
@@ -147,12 +148,21 @@ static int method_reconcile(sd_bus_message *m, void *userdata, sd_bus_error *err
 static int method_start_scope(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_free_ char *unit = NULL;
+        const uint32_t *pids;
         const char *name;
-        int r = sd_bus_message_read(m, "suttt", &name, &fake.pid, &fake.memory_max, &fake.tasks_max,
-                                    &fake.cpu_quota);
+        size_t size;
+        int r = sd_bus_message_read(m, "s", &name);
 
+        if (r >= 0)
+                r = sd_bus_message_read_array(m, 'u', (const void **)&pids, &size);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "ttt", &fake.memory_max, &fake.tasks_max,
+                                        &fake.cpu_quota);
         if (r < 0)
                 return r;
+        ck_assert_uint_le(size, sizeof(fake.pids));
+        memcpy(fake.pids, pids, size);
+        fake.n_pids = size / sizeof(uint32_t);
         free(fake.vm_name);
         fake.vm_name = strdup(name);
         r = fail_if_asked(m, error);
@@ -172,7 +182,7 @@ static const sd_bus_vtable fake_vtable[] = {
         SD_BUS_METHOD("AddPortForward", "usqq", "", method_add_port_forward, 0),
         SD_BUS_METHOD("RemovePortForward", "usq", "", method_remove_port_forward, 0),
         SD_BUS_METHOD("Reconcile", "au", "", method_reconcile, 0),
-        SD_BUS_METHOD("StartScope", "suttt", "s", method_start_scope, 0),
+        SD_BUS_METHOD("StartScope", "sauttt", "s", method_start_scope, 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -436,9 +446,11 @@ END_TEST
 
 START_TEST(helper_start_scope_passes_spec)
 {
+        const pid_t pids[] = { 4242, 4243 };
         ScopeSpec spec = {
                 .unit = "banger-vm-dev\\x201.scope",
-                .pid = 4242,
+                .pids = pids,
+                .n_pids = ELEMENTSOF(pids),
                 .memory_max = 320ULL << 20,
                 .tasks_max = 256,
                 .cpu_quota_per_sec_usec = 2000000,
@@ -448,7 +460,9 @@ START_TEST(helper_start_scope_passes_spec)
         ck_assert_int_eq(helper_start_scope("dev 1", &spec, &error), 0);
         ck_assert_ptr_null(error);
         ck_assert_str_eq(fake.vm_name, "dev 1");
-        ck_assert_uint_eq(fake.pid, 4242);
+        ck_assert_uint_eq(fake.n_pids, 2);
+        ck_assert_uint_eq(fake.pids[0], 4242);
+        ck_assert_uint_eq(fake.pids[1], 4243);
         ck_assert_uint_eq(fake.memory_max, 320ULL << 20);
         ck_assert_uint_eq(fake.tasks_max, 256);
         ck_assert_uint_eq(fake.cpu_quota, 2000000);
@@ -457,18 +471,37 @@ END_TEST
 
 START_TEST(helper_start_scope_checks_unit)
 {
-        ScopeSpec spec = { .unit = "banger-vm-dev1.scope", .pid = 4242 };
+        pid_t pids[SCOPE_PIDS_MAX + 1] = { 4242 };
+        ScopeSpec spec = { .unit = "banger-vm-dev1.scope", .pids = pids, .n_pids = 1 };
         _cleanup_free_ char *error = NULL;
 
         /* The spec's unit must be the one the helper derives from the name. */
         spec.unit = "banger-vm-other.scope";
         ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
         spec.unit = "banger-vm-dev1.scope";
-        spec.pid = 0;
+        pids[0] = 0;
+        ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
+        pids[0] = -1;
+        ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
+        pids[0] = 4242;
+        spec.n_pids = 0;
+        ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
+        for (size_t i = 0; i < ELEMENTSOF(pids); i++)
+                pids[i] = 4242 + (pid_t)i;
+        spec.n_pids = SCOPE_PIDS_MAX + 1;
+        ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
+        spec.pids = NULL;
+        spec.n_pids = 1;
         ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EINVAL);
         ck_assert_ptr_null(fake.method);
 
-        spec.pid = 4242;
+        spec.pids = pids;
+        spec.n_pids = SCOPE_PIDS_MAX;
+        ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), 0);
+        ck_assert_uint_eq(fake.n_pids, SCOPE_PIDS_MAX);
+        ck_assert_uint_eq(fake.pids[SCOPE_PIDS_MAX - 1], 4242 + SCOPE_PIDS_MAX - 1);
+
+        spec.n_pids = 1;
         fake.unit = "banger-vm-other.scope";
         ck_assert_int_eq(helper_start_scope("dev1", &spec, &error), -EPROTO);
         ck_assert_ptr_nonnull(strstr(error, "'banger-vm-other.scope'"));

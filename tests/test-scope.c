@@ -76,12 +76,25 @@ END_TEST
 
 START_TEST(scope_rejects_invalid_spec)
 {
-        ScopeSpec spec = { .unit = "banger-vm-x.scope", .slice = "banger.slice", .pid = 1 };
+        pid_t pids[SCOPE_PIDS_MAX + 1] = { 1 };
+        ScopeSpec spec = {
+                .unit = "banger-vm-x.scope",
+                .slice = "banger.slice",
+                .pids = pids,
+                .n_pids = 1,
+        };
         char *error = NULL;
 
-        spec.pid = 0;
+        pids[0] = 0;
         ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), -EINVAL);
-        spec.pid = 1;
+        pids[0] = -5;
+        ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), -EINVAL);
+        pids[0] = 1;
+        spec.n_pids = 0;
+        ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), -EINVAL);
+        spec.n_pids = SCOPE_PIDS_MAX + 1;
+        ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), -EINVAL);
+        spec.n_pids = 1;
         spec.unit = "banger-vm-x.service";
         ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), -EINVAL);
         spec.unit = "";
@@ -142,21 +155,28 @@ START_TEST(scope_start_and_stop)
                 .tasks_max = 64,
                 .cpu_quota_per_sec_usec = 500000,
         };
-        _cleanup_free_ char *error = NULL, *state = NULL, *cgroup = NULL;
+        _cleanup_free_ char *error = NULL, *state = NULL;
         char value[256];
+        pid_t pids[2];
         int status;
 
         if (sd_booted() <= 0)
                 return;
 
-        spec.pid = start_sleeper();
+        pids[0] = start_sleeper();
+        pids[1] = start_sleeper();
+        spec.pids = pids;
+        spec.n_pids = ELEMENTSOF(pids);
         ck_assert_int_eq(scope_start(&spec, TIMEOUT_USEC, &error), 0);
         ck_assert_ptr_null(error);
 
-        /* The job has finished, so the process is in the scope's cgroup already. */
-        cgroup = cgroup_of(spec.pid);
-        ck_assert_msg(strstr(cgroup, "/banger-test.slice/banger-vm-scopetest.scope\n"),
-                      "cgroup: %s", cgroup);
+        /* The job has finished, so both processes are in the scope's cgroup already. */
+        for (size_t i = 0; i < ELEMENTSOF(pids); i++) {
+                _cleanup_free_ char *cgroup = cgroup_of(pids[i]);
+
+                ck_assert_msg(strstr(cgroup, "/banger-test.slice/banger-vm-scopetest.scope\n"),
+                              "cgroup of process %zu: %s", i, cgroup);
+        }
 
         ck_assert_int_eq(scope_get_active_state(spec.unit, &state), 0);
         ck_assert_str_eq(state, "active");
@@ -179,9 +199,11 @@ START_TEST(scope_start_and_stop)
         ck_assert_ptr_nonnull(error);
 
         ck_assert_int_eq(scope_stop(spec.unit, TIMEOUT_USEC), 0);
-        ck_assert_int_eq(waitpid(spec.pid, &status, 0), spec.pid);
-        ck_assert(WIFSIGNALED(status));
-        ck_assert_int_eq(WTERMSIG(status), SIGTERM);
+        for (size_t i = 0; i < ELEMENTSOF(pids); i++) {
+                ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+                ck_assert(WIFSIGNALED(status));
+                ck_assert_int_eq(WTERMSIG(status), SIGTERM);
+        }
 
         ck_assert_int_eq(scope_get_active_state(spec.unit, &state), 0);
         ck_assert_str_eq(state, "inactive");
@@ -195,13 +217,16 @@ START_TEST(scope_start_dead_pid_fails)
 {
         ScopeSpec spec = { .unit = "banger-vm-deadpid.scope", .slice = "banger-test.slice" };
         _cleanup_free_ char *error = NULL;
+        pid_t pid;
 
         if (sd_booted() <= 0)
                 return;
 
-        spec.pid = start_sleeper();
-        kill(spec.pid, SIGKILL);
-        waitpid(spec.pid, NULL, 0);
+        pid = start_sleeper();
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        spec.pids = &pid;
+        spec.n_pids = 1;
 
         ck_assert_int_lt(scope_start(&spec, TIMEOUT_USEC, &error), 0);
         ck_assert_ptr_nonnull(error);

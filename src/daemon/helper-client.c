@@ -312,22 +312,35 @@ int helper_reconcile(const unsigned *live_slots, size_t n, char **ret_error)
 
 int helper_start_scope(const char *vm_name, const ScopeSpec *spec, char **ret_error)
 {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
         _cleanup_free_ char *expected = NULL;
+        uint32_t pids[SCOPE_PIDS_MAX];
         const char *unit;
         int r;
 
-        if (!spec || spec->pid <= 0 || isempty(vm_name))
+        if (!spec || !scope_pids_valid(spec->pids, spec->n_pids) || isempty(vm_name))
                 return -EINVAL;
         r = scope_name_for_vm(vm_name, &expected);
         if (r < 0)
                 return r;
         if (!spec->unit || !streq(spec->unit, expected))
                 return -EINVAL;
+        for (size_t i = 0; i < spec->n_pids; i++)
+                pids[i] = (uint32_t)spec->pids[i];
 
-        r = helper_call_method("StartScope", &reply, ret_error, "suttt", vm_name,
-                               (uint32_t)spec->pid, spec->memory_max, spec->tasks_max,
-                               spec->cpu_quota_per_sec_usec);
+        r = helper_new_call("StartScope", &bus, &call, ret_error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(call, "s", vm_name);
+        if (r >= 0)
+                r = sd_bus_message_append_array(call, 'u', pids, spec->n_pids * sizeof(uint32_t));
+        if (r >= 0)
+                r = sd_bus_message_append(call, "ttt", spec->memory_max, spec->tasks_max,
+                                          spec->cpu_quota_per_sec_usec);
+        if (r < 0)
+                return r;
+        r = helper_call(bus, call, "StartScope", &reply, ret_error);
         if (r < 0)
                 return r;
 

@@ -341,7 +341,8 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 .unit = p->unit,
                 .slice = "banger.slice",
                 .description = p->name,
-                .pid = pid,
+                .pids = &pid,
+                .n_pids = 1,
                 .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
                 .tasks_max = VM_TASKS_MAX,
         };

@@ -278,16 +278,66 @@ static int check_scope_pid(pid_t pid, sd_bus_error *error)
         return 0;
 }
 
+/* Reads the pids argument of StartScope into ret, checking each number. */
+static int read_scope_pids(sd_bus_message *m, pid_t ret[static SCOPE_PIDS_MAX], size_t *ret_n,
+                           sd_bus_error *error)
+{
+        const uint32_t *pids;
+        size_t size, n;
+        int r;
+
+        r = sd_bus_message_read_array(m, 'u', (const void **)&pids, &size);
+        if (r < 0)
+                return r;
+        n = size / sizeof(uint32_t);
+        if (n == 0 || n > SCOPE_PIDS_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid number of pids %zu: StartScope moves 1 to %u "
+                                         "processes",
+                                         n, SCOPE_PIDS_MAX);
+        for (size_t i = 0; i < n; i++) {
+                if (pids[i] == 0 || pids[i] > INT32_MAX)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Invalid pid %u: expected a process id", pids[i]);
+                ret[i] = (pid_t)pids[i];
+        }
+        *ret_n = n;
+        return 0;
+}
+
+/* Formats the pids for log lines and messages: "123" or "123, 456". */
+static void format_pids(const pid_t *pids, size_t n, char *buf, size_t size)
+{
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && used < size; i++) {
+                int k = snprintf(buf + used, size - used, "%s%d", i > 0 ? ", " : "", (int)pids[i]);
+
+                if (k < 0)
+                        break;
+                used += (size_t)k;
+        }
+}
+
 static int method_start_scope(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_free_ char *name_error = NULL, *unit = NULL, *description = NULL,
-                            *scope_error = NULL;
+                            *scope_error = NULL, *field = NULL;
         uint64_t memory_max, tasks_max, cpu_quota;
+        pid_t pids[SCOPE_PIDS_MAX];
+        char pid_list[SCOPE_PIDS_MAX * 13];
         const char *vm_name;
-        uint32_t pid;
+        size_t n_pids = 0;
         int r;
 
-        r = sd_bus_message_read(m, "suttt", &vm_name, &pid, &memory_max, &tasks_max, &cpu_quota);
+        r = sd_bus_message_read(m, "s", &vm_name);
+        if (r < 0)
+                return r;
+        r = read_scope_pids(m, pids, &n_pids, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "ttt", &memory_max, &tasks_max, &cpu_quota);
         if (r < 0)
                 return r;
 
@@ -298,16 +348,15 @@ static int method_start_scope(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = vm_name_check(vm_name, &name_error);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, name_error);
-        if (pid == 0 || pid > INT32_MAX)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Invalid pid %u: expected a process id", pid);
 
-        /* TODO: pid may exit and its number be reused between this check and systemd moving it;
-         * newer systemd takes a pidfd (property PIDFDs) instead, which closes that window. */
-        r = check_scope_pid((pid_t)pid, error);
-        if (r < 0) {
-                log_warning("Rejected StartScope for VM '%s': %s", vm_name, error->message);
-                return r;
+        /* TODO: a pid may exit and its number be reused between this check and systemd moving
+         * it. Newer systemd takes pidfds (property PIDFDs) instead, which closes that window. */
+        for (size_t i = 0; i < n_pids; i++) {
+                r = check_scope_pid(pids[i], error);
+                if (r < 0) {
+                        log_warning("Rejected StartScope for VM '%s': %s", vm_name, error->message);
+                        return r;
+                }
         }
 
         r = scope_name_for_vm(vm_name, &unit);
@@ -320,24 +369,29 @@ static int method_start_scope(sd_bus_message *m, void *userdata, sd_bus_error *e
                 .unit = unit,
                 .slice = SCOPE_SLICE,
                 .description = description,
-                .pid = (pid_t)pid,
+                .pids = pids,
+                .n_pids = n_pids,
                 .memory_max = memory_max,
                 .tasks_max = tasks_max,
                 .cpu_quota_per_sec_usec = cpu_quota,
         };
 
+        format_pids(pids, n_pids, pid_list, sizeof(pid_list));
         /* Root may start transient units without polkit, so this needs no rule for bangerd. */
         r = scope_start(&spec, SCOPE_TIMEOUT_USEC, &scope_error);
         if (r < 0) {
                 _cleanup_free_ char *message = NULL;
 
-                if (asprintf(&message, "Failed to start scope '%s' for process %u: %s", unit, pid,
-                             scope_error ?: strerror(-r)) < 0)
+                if (asprintf(&message, "Failed to start scope '%s' for processes %s: %s", unit,
+                             pid_list, scope_error ?: strerror(-r)) < 0)
                         return -ENOMEM;
                 return reply_error(error, "StartScope", r == -EEXIST ? r : -EIO, message);
         }
 
-        log_field(LOG_INFO, "VM", "Started scope '%s' for process %u of VM '%s'", unit, pid,
+        /* The field's value is the VM name, so it is built here rather than taken as a format. */
+        if (asprintf(&field, "VM=%s", vm_name) < 0)
+                field = NULL;
+        log_field(LOG_INFO, field, "Started scope '%s' for processes %s of VM '%s'", unit, pid_list,
                   vm_name);
         return sd_bus_reply_method_return(m, "s", unit);
 }
@@ -362,8 +416,8 @@ const sd_bus_vtable helper_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("Reconcile", "au", SD_BUS_PARAM(live_slots), "", ,
                                  method_reconcile, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(
-                "StartScope", "suttt",
-                SD_BUS_PARAM(vm_name) SD_BUS_PARAM(pid) SD_BUS_PARAM(memory_max)
+                "StartScope", "sauttt",
+                SD_BUS_PARAM(vm_name) SD_BUS_PARAM(pids) SD_BUS_PARAM(memory_max)
                         SD_BUS_PARAM(tasks_max) SD_BUS_PARAM(cpu_quota_per_sec_usec),
                 "s", SD_BUS_PARAM(unit), method_start_scope, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,

@@ -21,9 +21,9 @@
  *   RemovePortForward(u slot, s proto, q host_port)
  *   Reconcile(au live_slots)
  *       Removes banger taps and forwards whose slot is not in live_slots.
- *   StartScope(s vm_name, u pid, t memory_max, t tasks_max, t cpu_quota_per_sec_usec) -> s unit
- *       Moves pid, which must belong to user bangerd, into banger-vm-NAME.scope under
- *       banger.slice, and returns once systemd's job finished.
+ *   StartScope(s vm_name, au pids, t memory_max, t tasks_max, t cpu_quota_per_sec_usec) -> s unit
+ *       Moves pids (1 to SCOPE_PIDS_MAX processes, each of user bangerd) into
+ *       banger-vm-NAME.scope under banger.slice, and returns once systemd's job finished.
  */
 
 #define HELPER_BUS_NAME  "org.banger1.Helper"

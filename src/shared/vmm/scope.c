@@ -105,6 +105,28 @@ static uint64_t call_timeout(uint64_t deadline)
         return deadline > now ? deadline - now : 1;
 }
 
+static int append_pids(sd_bus_message *m, const pid_t *pids, size_t n_pids)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "PIDs");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "au");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "u");
+        for (size_t i = 0; r >= 0 && i < n_pids; i++)
+                r = sd_bus_message_append(m, "u", (uint32_t)pids[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 static int append_properties(sd_bus_message *m, const ScopeSpec *spec)
 {
         int r;
@@ -113,9 +135,12 @@ static int append_properties(sd_bus_message *m, const ScopeSpec *spec)
         if (r < 0)
                 return r;
 
-        r = sd_bus_message_append(m, "(sv)(sv)(sv)", "Description", "s",
-                                  strempty(spec->description), "CollectMode", "s",
-                                  "inactive-or-failed", "PIDs", "au", 1, (uint32_t)spec->pid);
+        r = sd_bus_message_append(m, "(sv)(sv)", "Description", "s", strempty(spec->description),
+                                  "CollectMode", "s", "inactive-or-failed");
+        if (r < 0)
+                return r;
+
+        r = append_pids(m, spec->pids, spec->n_pids);
         if (r < 0)
                 return r;
 
@@ -200,6 +225,16 @@ static bool unit_name_is_scope(const char *unit)
         return n > suffix && n <= UNIT_NAME_MAX && streq(unit + n - suffix, SCOPE_SUFFIX);
 }
 
+bool scope_pids_valid(const pid_t *pids, size_t n_pids)
+{
+        if (!pids || n_pids == 0 || n_pids > SCOPE_PIDS_MAX)
+                return false;
+        for (size_t i = 0; i < n_pids; i++)
+                if (pids[i] <= 0)
+                        return false;
+        return true;
+}
+
 int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error)
 {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -211,7 +246,8 @@ int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error)
         const char *job;
         int r;
 
-        if (!spec || isempty(spec->unit) || !unit_name_is_scope(spec->unit) || spec->pid <= 0)
+        if (!spec || isempty(spec->unit) || !unit_name_is_scope(spec->unit) ||
+            !scope_pids_valid(spec->pids, spec->n_pids))
                 return -EINVAL;
 
         r = sd_bus_open_system(&bus);

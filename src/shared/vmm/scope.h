@@ -1,5 +1,7 @@
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -10,13 +12,21 @@ typedef struct ScopeSpec {
         const char *unit;  /* "banger-vm-NAME.scope" */
         const char *slice; /* "banger.slice" */
         const char *description;
-        pid_t pid;                       /* process moved into the scope */
+        const pid_t *pids; /* processes moved into the scope, 1 to SCOPE_PIDS_MAX of them */
+        size_t n_pids;
         uint64_t memory_max;             /* bytes, 0 for no limit */
         uint64_t tasks_max;              /* 0 for no limit */
         uint64_t cpu_quota_per_sec_usec; /* 0 for no limit */
 } ScopeSpec;
 
-/* Calls StartTransientUnit and waits for its job's JobRemoved signal, so the process is in the
+/* The most processes a scope starts with. A VM's scope starts with two: the VMM and
+ * banger-console-log. */
+#define SCOPE_PIDS_MAX 8U
+
+/* Returns true for 1 to SCOPE_PIDS_MAX process ids, each above 0. */
+bool scope_pids_valid(const pid_t *pids, size_t n_pids);
+
+/* Calls StartTransientUnit and waits for its job's JobRemoved signal, so the processes are in the
  * scope when this returns. Returns -EIO with systemd's message in *ret_error when the job
  * result is not "done". */
 int scope_start(const ScopeSpec *spec, uint64_t timeout_usec, char **ret_error);
