@@ -142,6 +142,34 @@ START_TEST(qemu_argv_with_tap)
 }
 END_TEST
 
+START_TEST(qemu_argv_with_work_disk_and_tap)
+{
+        QemuConfig c = base_config;
+        _cleanup_strv_free_ char **argv = NULL;
+        size_t pos;
+
+        c.work_disk = "/var/lib/banger/vms/dev1/work,1.ext4";
+        c.tap = "bngtap3";
+        c.mac = "02:ba:4f:45:d2:29";
+        ck_assert_int_eq(qemu_build_argv(&c, &argv), 0);
+
+        /* The work disk is the second virtio disk, /dev/vdb, before the network device. */
+        for (pos = 0; argv[pos] && !streq(argv[pos], "virtio-blk-device,drive=root"); pos++)
+                ;
+        ck_assert_ptr_nonnull(argv[pos]);
+        pos++;
+        assert_argv_slice(argv, &pos,
+                          (const char *const[]){
+                                  "-drive",
+                                  "id=work,file=/var/lib/banger/vms/dev1/work,,1.ext4,format=raw,"
+                                  "if=none,cache=writeback,discard=unmap",
+                                  "-device", "virtio-blk-device,drive=work", "-netdev" },
+                          5);
+        ck_assert_uint_eq(strv_length(argv),
+                          7 + ELEMENTSOF(common_head) + 5 + ELEMENTSOF(common_tail) + 4 + 4);
+}
+END_TEST
+
 START_TEST(qemu_argv_tcg_reads_host_tsc)
 {
         QemuConfig c = base_config;
@@ -290,13 +318,17 @@ static void mac_with_dashes(QemuConfig *c)
         c->tap = "bngtap3";
         c->mac = "02-ba-4f-45-d2-29";
 }
+static void empty_work_disk(QemuConfig *c)
+{
+        c->work_disk = "";
+}
 
 static void (*const invalid_mutations[])(QemuConfig *c) = {
-        no_binary,          no_kernel,      no_root_disk,    no_qmp_socket,      no_agent_socket,
-        no_console_log,     zero_vcpus,     zero_memory,     comma_in_port_name, empty_port_name,
-        accel_out_of_range, accel_invalid,  tap_without_mac, mac_without_tap,    tap_name_too_long,
-        comma_in_tap_name,  empty_tap_name, mac_too_short,   mac_too_long,       mac_not_hex,
-        mac_with_dashes,
+        no_binary,          no_kernel,       no_root_disk,    no_qmp_socket,      no_agent_socket,
+        no_console_log,     zero_vcpus,      zero_memory,     comma_in_port_name, empty_port_name,
+        accel_out_of_range, accel_invalid,   tap_without_mac, mac_without_tap,    tap_name_too_long,
+        comma_in_tap_name,  empty_tap_name,  mac_too_short,   mac_too_long,       mac_not_hex,
+        mac_with_dashes,    empty_work_disk,
 };
 
 START_TEST(qemu_argv_rejects_invalid_config)
@@ -491,6 +523,7 @@ int main(void)
 
         tcase_add_loop_test(tc, qemu_argv_table, 0, ELEMENTSOF(argv_cases));
         tcase_add_test(tc, qemu_argv_with_tap);
+        tcase_add_test(tc, qemu_argv_with_work_disk_and_tap);
         tcase_add_test(tc, qemu_argv_tcg_reads_host_tsc);
         tcase_add_test(tc, qemu_argv_doubles_commas_in_paths);
         tcase_add_test(tc, qemu_argv_auto_follows_dev_kvm);

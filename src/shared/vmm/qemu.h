@@ -22,6 +22,7 @@ typedef struct QemuConfig {
         const char *initrd;        /* per-VM initramfs */
         const char *cmdline_extra; /* appended to banger's kernel command line; may be NULL */
         const char *root_disk;     /* raw ext4, becomes /dev/vda */
+        const char *work_disk;     /* raw ext4, becomes /dev/vdb; NULL for none */
         const char *console_log;   /* serial console output is appended here */
         const char *qmp_socket;    /* QEMU listens here for QMP */
         const char *agent_socket;  /* QEMU listens here for the agent's virtio-serial port */
