@@ -369,6 +369,76 @@ START_TEST(test_exec_collects_output)
 }
 END_TEST
 
+/* Runs "id -u; id -g" as user and returns the agent_exec() result, with the output in *ret_out. */
+static int exec_id_as(const char *user, char **ret_out)
+{
+        char *argv[] = { "sh", "-c", "id -u; id -g", NULL };
+        AgentExecRequest req = { .argv = argv, .user = user };
+        AgentExecResult *res = NULL;
+        int r;
+
+        r = agent_exec(socket_path, &req, CALL_TIMEOUT, &res);
+        if (r < 0)
+                return r;
+        ck_assert_int_eq(res->exit_status, 0);
+        *ret_out = TAKE_PTR(res->out);
+        agent_exec_result_free(res);
+        return 0;
+}
+
+START_TEST(test_exec_user_numeric)
+{
+        SKIP_WITHOUT_AGENT();
+        _cleanup_free_ char *out = NULL, *user = NULL, *expected = NULL;
+
+        ck_assert_int_ge(asprintf(&user, "%u:%u", (unsigned)getuid(), (unsigned)getgid()), 0);
+        ck_assert_int_ge(asprintf(&expected, "%u\n%u\n", (unsigned)getuid(), (unsigned)getgid()),
+                         0);
+        ck_assert_int_eq(exec_id_as(user, &out), 0);
+        ck_assert_str_eq(out, expected);
+}
+END_TEST
+
+START_TEST(test_exec_user_switch)
+{
+        SKIP_WITHOUT_AGENT();
+        _cleanup_free_ char *out = NULL;
+
+        /* Only root can switch to another user, and the agent runs as the caller here. */
+        if (getuid() != 0) {
+                fprintf(stderr, "SKIP: switching users needs root\n");
+                return;
+        }
+        ck_assert_int_eq(exec_id_as("12345:23456", &out), 0);
+        ck_assert_str_eq(out, "12345\n23456\n");
+        free(TAKE_PTR(out));
+        ck_assert_int_eq(exec_id_as("root", &out), 0);
+        ck_assert_str_eq(out, "0\n0\n");
+}
+END_TEST
+
+START_TEST(test_exec_user_errors)
+{
+        SKIP_WITHOUT_AGENT();
+        static const struct {
+                const char *user;
+                int error;
+        } cases[] = {
+                { "no-such-user-banger", -ESRCH },
+                { "root:no-such-group-banger", -ESRCH },
+                { "root:", -EINVAL },
+                { ":0", -EINVAL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *out = NULL;
+
+                ck_assert_int_eq(exec_id_as(cases[i].user, &out), cases[i].error);
+                ck_assert_ptr_null(out);
+        }
+}
+END_TEST
+
 START_TEST(test_exec_output_cap)
 {
         SKIP_WITHOUT_AGENT();
@@ -801,6 +871,9 @@ static Suite *agent_local_suite(void)
         tcase_add_test(tc, test_stream_stdout_closed);
         tcase_add_test(tc, test_stream_bad_arguments);
         tcase_add_test(tc, test_exec_collects_output);
+        tcase_add_test(tc, test_exec_user_numeric);
+        tcase_add_test(tc, test_exec_user_switch);
+        tcase_add_test(tc, test_exec_user_errors);
         tcase_add_test(tc, test_exec_output_cap);
         tcase_add_test(tc, test_ports_lists_exec_listener);
         tcase_add_test(tc, test_raw_exec_before_hello);

@@ -65,6 +65,8 @@ START_TEST(test_exec_round_trip)
                 { .flags = AGENT_EXEC_FLAG_STDIN, .argv = argv, .env = env, .cwd = (char *)"/x" },
                 { .argv = argv, .env = no_env, .cwd = (char *)"" },
                 { .flags = AGENT_EXEC_FLAGS_ALL, .argv = argv, .rows = 65535, .cols = 1 },
+                { .argv = argv, .user = (char *)"nobody:65534" },
+                { .argv = argv, .cwd = (char *)"/", .user = (char *)"" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -92,6 +94,10 @@ START_TEST(test_exec_round_trip)
                         ck_assert_str_eq(out.cwd, cases[i].cwd);
                 else
                         ck_assert_ptr_null(out.cwd);
+                if (cases[i].user)
+                        ck_assert_str_eq(out.user, cases[i].user);
+                else
+                        ck_assert_ptr_null(out.user);
 
                 agent_exec_done(&out);
                 agent_buffer_done(&b);

@@ -34,12 +34,10 @@ static bool switch_needed(uid_t uid, gid_t gid)
 
 static void __attribute__((noreturn))
 child_exec(const char *root, const GuestConfig *config, const AgentExec *req, const ChildFds *fds,
-           char **env)
+           char **env, uid_t uid, gid_t gid)
 {
         const char *cwd = req->cwd ?: (config->workdir && *config->workdir ? config->workdir : "/");
         sigset_t all;
-        uid_t uid;
-        gid_t gid;
         int in_fd, r;
 
         sigfillset(&all);
@@ -56,12 +54,6 @@ child_exec(const char *root, const GuestConfig *config, const AgentExec *req, co
         if (in_fd < 0 || dup2(in_fd, STDIN_FILENO) < 0 || dup2(fds->out, STDOUT_FILENO) < 0 ||
             dup2(fds->err, STDERR_FILENO) < 0)
                 _exit(126);
-
-        r = guest_user_resolve(root, config->user, &uid, &gid);
-        if (r < 0) {
-                guest_log_errno(r, "Failed to resolve user '%s' in '%s'", config->user, root);
-                _exit(126);
-        }
 
         if (!streq(root, "/") && chroot(root) < 0) {
                 guest_log_errno(-errno, "Failed to change root to '%s'", root);
@@ -202,8 +194,8 @@ static void close_child_fds(ChildFds *c)
         c->err = safe_close(c->err);
 }
 
-int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req, pid_t *ret_pid,
-               ExecFds *ret_fds)
+int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req, uid_t uid,
+               gid_t gid, pid_t *ret_pid, ExecFds *ret_fds)
 {
         _cleanup_strv_free_ char **env = NULL;
         int parent[3] = { -EBADF, -EBADF, -EBADF };
@@ -228,7 +220,7 @@ int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req
                 return r;
         }
         if (pid == 0)
-                child_exec(root, config, req, &child, env);
+                child_exec(root, config, req, &child, env, uid, gid);
 
         close_child_fds(&child);
         *ret_pid = pid;

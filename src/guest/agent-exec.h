@@ -14,13 +14,13 @@ typedef struct ExecFds {
                   * -EBADF without AGENT_EXEC_FLAG_STDIN */
 } ExecFds;
 
-/* Starts req chrooted in root (not when root is "/") as config's user, with config's
- * environment and working directory unless req sets them. With AGENT_EXEC_FLAG_TTY the command
- * runs on a new pseudo-terminal of root's devpts, as its controlling terminal, so tty(1)
- * inside root names it. Errors after fork() are written to the command's stderr and end it
- * with status 126, or 127 when argv[0] is not found. */
-int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req, pid_t *ret_pid,
-               ExecFds *ret_fds);
+/* Starts req chrooted in root (not when root is "/") as uid and gid, with config's environment
+ * and working directory unless req sets them. With AGENT_EXEC_FLAG_TTY the command runs on a
+ * new pseudo-terminal of root's devpts, as its controlling terminal, so tty(1) inside root
+ * names it. Errors after fork() are written to the command's stderr and end it with status
+ * 126, or 127 when argv[0] is not found. */
+int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req, uid_t uid,
+               gid_t gid, pid_t *ret_pid, ExecFds *ret_fds);
 
 /* Sets the window size of the terminal whose master side is fd; the kernel sends SIGWINCH to
  * its foreground process group. */

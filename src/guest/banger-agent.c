@@ -29,6 +29,7 @@
 #include "agent-proto.h"
 #include "config.h"
 #include "guest-config.h"
+#include "guest-user.h"
 #include "guest-util.h"
 #include "macro.h"
 
@@ -275,14 +276,34 @@ static bool session_ready(Session *s, const AgentFrame *f)
         }
 }
 
+/* The reason for a guest_user_resolve() failure, for the ERROR message. */
+static const char *user_error_reason(int r)
+{
+        if (r == -ESRCH)
+                return "no such user or group in the guest's /etc/passwd and /etc/group";
+        if (r == -EINVAL)
+                return "invalid user, use NAME, UID, NAME:GROUP or UID:GID";
+        return strerror(-r);
+}
+
 static void start_exec(Agent *a, Session *s, uint32_t id, const AgentExec *req)
 {
+        const char *user = req->user ?: strempty(a->config->user);
         Exec *e = &s->exec;
         ExecFds fds;
+        uid_t uid;
+        gid_t gid;
         pid_t pid;
         int r;
 
-        r = exec_spawn(a->root, a->config, req, &pid, &fds);
+        r = guest_user_resolve(a->root, user, &uid, &gid);
+        if (r < 0) {
+                send_error(s, id, -r, "Failed to start '%s' as user '%s': %s", req->argv[0], user,
+                           user_error_reason(r));
+                return;
+        }
+
+        r = exec_spawn(a->root, a->config, req, uid, gid, &pid, &fds);
         if (r < 0) {
                 send_error(s, id, -r, "Failed to start '%s': %s", req->argv[0], strerror(-r));
                 return;

@@ -747,6 +747,7 @@ static int connection_exec_pump(AgentConnection *c, const AgentExecRequest *req,
                 .cwd = (char *)req->cwd,
                 .rows = req->rows,
                 .cols = req->cols,
+                .user = (char *)req->user,
         };
 
         for (size_t i = 0; i < _STREAM_MAX; i++) {

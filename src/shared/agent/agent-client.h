@@ -20,6 +20,7 @@ typedef struct AgentExecRequest {
         char *const *argv; /* required, argv[0] is looked up in the guest's PATH */
         char *const *env;  /* NULL: the image's environment from the guest config */
         const char *cwd;   /* NULL: the image's working directory, else "/" */
+        const char *user;  /* "name", "uid", "name:group" or "uid:gid"; NULL: the image's user */
         bool tty;          /* run on a pseudo-terminal, which merges stderr into stdout */
         unsigned rows;     /* terminal size with tty, at most 65535; 0: 24 rows, 80 columns */
         unsigned cols;

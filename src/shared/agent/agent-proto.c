@@ -350,6 +350,7 @@ void agent_exec_done(AgentExec *e)
         strv_free(e->argv);
         strv_free(e->env);
         free(e->cwd);
+        free(e->user);
         *e = (AgentExec){};
 }
 
@@ -412,7 +413,7 @@ int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
         r = put_u32(&p, e->flags);
         if (r >= 0)
                 r = put_strv(&p, e->argv);
-        /* The env list and cwd are each preceded by a u32 that is 1 when they are present. */
+        /* The env list, cwd and user are each preceded by a u32 that is 1 when they are present. */
         if (r >= 0)
                 r = put_u32(&p, e->env ? 1 : 0);
         if (r >= 0 && e->env)
@@ -425,6 +426,10 @@ int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
                 r = put_u32(&p, e->rows);
         if (r >= 0)
                 r = put_u32(&p, e->cols);
+        if (r >= 0)
+                r = put_u32(&p, e->user ? 1 : 0);
+        if (r >= 0 && e->user)
+                r = put_string(&p, e->user);
         return finish_frame(b, AGENT_MSG_EXEC, request_id, &p, r);
 }
 
@@ -509,6 +514,15 @@ int agent_exec_decode(const AgentFrame *f, AgentExec *ret)
         r = read_u16(&rd, &e.cols);
         if (r < 0)
                 goto fail;
+
+        r = read_present(&rd, &present);
+        if (r < 0)
+                goto fail;
+        if (present) {
+                r = agent_read_string(&rd, &e.user);
+                if (r < 0)
+                        goto fail;
+        }
 
         r = agent_read_end(&rd);
         if (r < 0)

@@ -165,6 +165,7 @@ typedef struct AgentExec {
         char *cwd;     /* NULL: the guest config's working directory, else "/" */
         uint32_t rows; /* terminal size with AGENT_EXEC_FLAG_TTY, at most 65535; 0: default */
         uint32_t cols;
+        char *user; /* "name", "uid", "name:group" or "uid:gid"; NULL: the guest config's user */
 } AgentExec;
 
 typedef struct AgentExit {
