@@ -105,6 +105,43 @@ START_TEST(test_exec_round_trip)
 }
 END_TEST
 
+/* An EXEC without a user has the layout of the first version 2 agents, which reject any byte
+ * after the columns, and a user flag of 0 is accepted too. */
+START_TEST(test_exec_user_optional)
+{
+        char *argv[] = { (char *)"sh", NULL };
+        AgentExec e = { .argv = argv }, out;
+        AgentBuffer b = {};
+        uint8_t payload[64] = {};
+        AgentFrame f;
+        size_t size;
+
+        ck_assert_int_eq(agent_exec_append(&b, 1, &e), 0);
+        /* flags, argc, "sh", env flag, cwd flag, rows, cols */
+        ck_assert_uint_eq(b.size, AGENT_FRAME_HEADER_SIZE + 4 + 4 + 4 + 2 + 4 + 4 + 4 + 4);
+
+        /* The same payload followed by a user flag of 0. */
+        f = decode_whole(&b);
+        size = f.payload_size + 4;
+        ck_assert_uint_le(size, sizeof(payload));
+        memcpy(payload, f.payload, f.payload_size);
+        f.payload = payload;
+        f.payload_size = (uint32_t)size;
+        ck_assert_int_eq(agent_exec_decode(&f, &out), 0);
+        ck_assert_ptr_null(out.user);
+        ck_assert_str_eq(out.argv[0], "sh");
+        agent_exec_done(&out);
+
+        /* A user flag of 2, or a flag of 1 without its string, is malformed. */
+        payload[size - 4] = 2;
+        ck_assert_int_eq(agent_exec_decode(&f, &out), -EBADMSG);
+        payload[size - 4] = 1;
+        ck_assert_int_eq(agent_exec_decode(&f, &out), -EBADMSG);
+
+        agent_buffer_done(&b);
+}
+END_TEST
+
 START_TEST(test_exec_requires_argv)
 {
         char *empty[] = { NULL };
@@ -629,6 +666,7 @@ static Suite *agent_proto_suite(void)
         tcase_add_test(tc, test_hello_round_trip);
         tcase_add_test(tc, test_hello_reply_round_trip);
         tcase_add_test(tc, test_exec_round_trip);
+        tcase_add_test(tc, test_exec_user_optional);
         tcase_add_test(tc, test_exec_requires_argv);
         tcase_add_test(tc, test_exec_rejects_huge_terminal);
         tcase_add_test(tc, test_window_round_trip);

@@ -426,8 +426,10 @@ int agent_exec_append(AgentBuffer *b, uint32_t request_id, const AgentExec *e)
                 r = put_u32(&p, e->rows);
         if (r >= 0)
                 r = put_u32(&p, e->cols);
-        if (r >= 0)
-                r = put_u32(&p, e->user ? 1 : 0);
+        /* The user came after the first version 2 agents, which reject any byte after cols, so
+         * it is sent only when set. */
+        if (r >= 0 && e->user)
+                r = put_u32(&p, 1);
         if (r >= 0 && e->user)
                 r = put_string(&p, e->user);
         return finish_frame(b, AGENT_MSG_EXEC, request_id, &p, r);
@@ -515,9 +517,12 @@ int agent_exec_decode(const AgentFrame *f, AgentExec *ret)
         if (r < 0)
                 goto fail;
 
-        r = read_present(&rd, &present);
-        if (r < 0)
-                goto fail;
+        present = false;
+        if (rd.left > 0) {
+                r = read_present(&rd, &present);
+                if (r < 0)
+                        goto fail;
+        }
         if (present) {
                 r = agent_read_string(&rd, &e.user);
                 if (r < 0)
