@@ -319,6 +319,15 @@ static int configure_resolved(int ifindex, uint32_t addr, char **ret_error)
                 return fail(ret_error, r,
                             "Failed to set the routing domain '~%s' of '%s' in resolved: %s",
                             RESOLVED_DOMAIN, HELPER_BRIDGE, error.message ?: strerror(-r));
+
+        /* Only ~banger goes to bangerd: resolved forwards other names to the host's resolvers
+         * and bangerd forwards to those too, so a default route here would loop. */
+        r = sd_bus_call_method(bus, RESOLVED_SERVICE, RESOLVED_PATH, RESOLVED_MANAGER,
+                               "SetLinkDefaultRoute", &error, NULL, "ib", ifindex, 0);
+        if (r < 0)
+                return fail(ret_error, r,
+                            "Failed to clear the default route of '%s' in resolved: %s",
+                            HELPER_BRIDGE, error.message ?: strerror(-r));
         return 0;
 }
 
