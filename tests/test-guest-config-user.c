@@ -30,7 +30,10 @@ static void setup(void)
                                        "broken line without fields\n"
                                        "app:x:1000:1001:App:/home/app:/bin/sh\n"
                                        "nogid:x:1002::No group:/:/bin/sh\n"
-                                       "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+                                       "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                                       "nohome:x:1003:1003:No home::/bin/sh\n"
+                                       "relhome:x:1004:1004:Relative home:home/rel:/bin/sh\n"
+                                       "short:x:1005:1005\n");
         write_root_file("/etc/group", "root:x:0:\n"
                                       "staff:x:50:app\n"
                                       "appgroup:x:1001:\n");
@@ -113,6 +116,38 @@ START_TEST(test_resolve_without_passwd)
 }
 END_TEST
 
+static const struct {
+        unsigned uid;
+        const char *home; /* NULL for an error */
+        int error;
+} homes[] = {
+        { 0, "/root", 0 },       { 1000, "/home/app", 0 },
+        { 1002, "/", 0 },        { 65534, "/nonexistent", 0 },
+        { 4242, NULL, -ESRCH },  { 1003, NULL, -EINVAL },
+        { 1004, NULL, -EINVAL }, { 1005, NULL, -EINVAL },
+};
+
+START_TEST(test_home)
+{
+        _cleanup_free_ char *home = NULL;
+
+        ck_assert_int_eq(guest_user_home(root, homes[_i].uid, &home), homes[_i].error);
+        if (homes[_i].home)
+                ck_assert_str_eq(home, homes[_i].home);
+        else
+                ck_assert_ptr_null(home);
+}
+END_TEST
+
+START_TEST(test_home_without_passwd)
+{
+        _cleanup_free_ char *home = NULL;
+
+        ck_assert_int_eq(guest_user_home("/nonexistent-root", 0, &home), -ESRCH);
+        ck_assert_ptr_null(home);
+}
+END_TEST
+
 static Suite *guest_user_suite(void)
 {
         Suite *s = suite_create("guest-config-user");
@@ -122,6 +157,8 @@ static Suite *guest_user_suite(void)
         tcase_add_loop_test(tc, test_resolve_good, 0, ELEMENTSOF(good));
         tcase_add_loop_test(tc, test_resolve_bad, 0, ELEMENTSOF(bad));
         tcase_add_test(tc, test_resolve_without_passwd);
+        tcase_add_loop_test(tc, test_home, 0, ELEMENTSOF(homes));
+        tcase_add_test(tc, test_home_without_passwd);
         suite_add_tcase(s, tc);
         return s;
 }

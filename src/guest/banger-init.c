@@ -1,8 +1,11 @@
 /* banger-init: PID 1 of the guest initramfs.
  *
- * Loads the modules the VM needs, mounts the root disk at /sysroot, configures the network that
- * the kernel command line describes, sets the hostname, starts banger-agent, runs the image's
- * command chrooted in /sysroot, then reaps children for ever.
+ * Loads the modules the VM needs, mounts the root disk at /sysroot and the work disk at
+ * /sysroot/work, and reads the VM's configuration from the work disk. Then it configures the
+ * network that the kernel command line describes, sets the hostname, and installs the VM's SSH
+ * host key and authorized keys. It starts banger-agent and, when the image has one, sshd, runs
+ * the image's command chrooted in /sysroot, then reaps children for ever. The agent and sshd
+ * are restarted when they exit.
  * SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the agent's shutdown request power the VM off.
  * Every failure prints a "banger-init: ..." line on the console; a fatal one powers off. */
 
@@ -31,20 +34,25 @@
 #include "agent-proto.h"
 #include "guest-config.h"
 #include "guest-net.h"
+#include "guest-paths.h"
+#include "guest-ssh.h"
 #include "guest-util.h"
 #include "macro.h"
 #include "strv.h"
 
 #define SYSROOT          "/sysroot"
 #define ROOT_DEVICE      "/dev/vda"
+#define WORK_DEVICE      "/dev/vdb"
+#define SYSROOT_WORK     SYSROOT GUEST_WORK_MOUNT
+#define SSHD_PATH        "/usr/sbin/sshd" /* inside SYSROOT */
 #define MODULES_LIST     "/etc/banger/modules"
 #define ROOT_WAIT_USEC   (30u * 1000u * 1000u)
 #define LINK_WAIT_USEC   (10u * 1000u * 1000u)
 #define CMDLINE_MAX      (64u * 1024u)
 #define DEFAULT_HOSTNAME "banger"
-/* An agent that dies sooner than this after its start is restarted only after this delay, so
- * a broken agent does not spin. */
-#define AGENT_RESTART_USEC (1000u * 1000u)
+/* An agent or sshd that dies sooner than this after its start is restarted only after this
+ * delay, so a broken one does not spin. */
+#define RESTART_USEC (1000u * 1000u)
 /* How long processes get between SIGTERM and SIGKILL at power-off. */
 #define STOP_TIMEOUT_USEC (3u * 1000u * 1000u)
 
@@ -207,21 +215,29 @@ static void load_modules(void)
         }
 }
 
-static int mount_root(void)
+static int wait_for_disk(const char *what, const char *device)
 {
         uint64_t deadline = guest_now_usec() + ROOT_WAIT_USEC;
-        int r;
 
-        while (access(ROOT_DEVICE, F_OK) < 0) {
+        while (access(device, F_OK) < 0) {
                 if (guest_now_usec() >= deadline)
                         return guest_log_errno(-ENODEV,
-                                               "Root disk '%s' did not appear within %u s (is "
+                                               "%s '%s' did not appear within %u s (is "
                                                "virtio_blk listed in '%s'?)",
-                                               ROOT_DEVICE, ROOT_WAIT_USEC / 1000000u,
+                                               what, device, ROOT_WAIT_USEC / 1000000u,
                                                MODULES_LIST);
                 guest_sleep_usec(50 * 1000);
         }
+        return 0;
+}
 
+static int mount_root(void)
+{
+        int r;
+
+        r = wait_for_disk("Root disk", ROOT_DEVICE);
+        if (r < 0)
+                return r;
         r = mount_one(ROOT_DEVICE, SYSROOT, "ext4", 0, NULL);
         if (r < 0)
                 return r;
@@ -235,6 +251,61 @@ static int mount_root(void)
                 return mount_one("tmpfs", SYSROOT "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
                                  "mode=1777");
         return 0;
+}
+
+/* A VM made before work disks has its configuration in the initramfs, which is built for each
+ * such VM, and no work disk. Every other VM boots the kernel's shared initramfs. */
+static bool vm_has_work_disk(void)
+{
+        return access(GUEST_CONFIG_PATH, F_OK) < 0;
+}
+
+static int mount_work(void)
+{
+        int r;
+
+        r = wait_for_disk("Work disk", WORK_DEVICE);
+        if (r < 0)
+                return r;
+        return mount_one(WORK_DEVICE, SYSROOT_WORK, "ext4", MS_NOSUID | MS_NODEV, NULL);
+}
+
+static int load_config(bool work_disk, GuestConfig **ret)
+{
+        if (work_disk)
+                return guest_config_load(SYSROOT_WORK "/" WORKDISK_CONFIG, ret);
+        return guest_config_load(GUEST_CONFIG_PATH, ret);
+}
+
+/* Installs the SSH host key and authorized keys from the work disk in a child chrooted in
+ * SYSROOT, so that paths resolve as in the image. A failure leaves the VM without SSH access
+ * but booting, reachable through the agent. */
+static void install_ssh_files(const GuestConfig *c)
+{
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        if (pid < 0) {
+                guest_log_errno(-errno, "Failed to install the SSH keys, ignoring");
+                return;
+        }
+        if (pid == 0) {
+                if (chroot(SYSROOT) < 0 || chdir("/") < 0) {
+                        guest_log_errno(-errno, "Failed to enter '%s'", SYSROOT);
+                        _exit(EXIT_FAILURE);
+                }
+                umask(022);
+                if (guest_ssh_install_host_key("") < 0 ||
+                    guest_ssh_install_authorized_keys("", c->user) < 0)
+                        _exit(EXIT_FAILURE);
+                _exit(EXIT_SUCCESS);
+        }
+
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                guest_log("Failed to install the SSH keys, ignoring");
 }
 
 static int write_string(const char *path, const char *s, int flags)
@@ -353,6 +424,47 @@ static pid_t start_agent(void)
         return pid;
 }
 
+static bool has_sshd(void)
+{
+        return access(SYSROOT SSHD_PATH, X_OK) >= 0;
+}
+
+/* Starts the image's sshd chrooted in SYSROOT, in the foreground and logging to the console.
+ * Returns its pid, or 0 when it could not start. */
+static pid_t start_sshd(void)
+{
+        static char *const env[] = { (char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                             "/usr/bin:/sbin:/bin",
+                                     NULL };
+        pid_t pid;
+
+        /* sshd's privilege separation directory, on the tmpfs at /run. */
+        if (mkdir(SYSROOT "/run/sshd", 0755) < 0 && errno != EEXIST)
+                guest_log_errno(-errno, "Failed to create '%s', ignoring", SYSROOT "/run/sshd");
+
+        pid = fork();
+        if (pid < 0) {
+                guest_log_errno(-errno, "Failed to start '%s'", SSHD_PATH);
+                return 0;
+        }
+        if (pid == 0) {
+                sigset_t all;
+
+                sigfillset(&all);
+                sigprocmask(SIG_UNBLOCK, &all, NULL);
+                setsid();
+                if (chroot(SYSROOT) < 0 || chdir("/") < 0) {
+                        guest_log_errno(-errno, "Failed to enter '%s'", SYSROOT);
+                        _exit(126);
+                }
+                execle(SSHD_PATH, SSHD_PATH, "-D", "-e", (char *)NULL, env);
+                guest_log_errno(-errno, "Failed to execute '%s'", SSHD_PATH);
+                _exit(127);
+        }
+        guest_log("sshd started");
+        return pid;
+}
+
 static void __attribute__((noreturn)) exec_command(const GuestConfig *c)
 {
         _cleanup_strv_free_ char **env = NULL;
@@ -438,6 +550,16 @@ static void stop_processes(void)
                 ;
 }
 
+/* Unmounts a disk's file system, or remounts it read-only when it is busy. A path that is not
+ * a mount point is left alone. */
+static void unmount_disk(const char *path)
+{
+        if (umount(path) < 0 && errno != EINVAL) {
+                guest_log_errno(-errno, "Failed to unmount '%s', remounting read-only", path);
+                (void)mount(NULL, path, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+        }
+}
+
 static void unmount_sysroot(void)
 {
         static const char *const targets[] = {
@@ -448,10 +570,8 @@ static void unmount_sysroot(void)
         for (size_t i = 0; i < ELEMENTSOF(targets); i++)
                 (void)umount2(targets[i], MNT_DETACH);
 
-        if (umount(SYSROOT) < 0 && errno != EINVAL) {
-                guest_log_errno(-errno, "Failed to unmount '%s', remounting read-only", SYSROOT);
-                (void)mount(NULL, SYSROOT, NULL, MS_REMOUNT | MS_RDONLY, NULL);
-        }
+        unmount_disk(SYSROOT_WORK);
+        unmount_disk(SYSROOT);
 }
 
 static void __attribute__((noreturn)) power_off(void)
@@ -547,17 +667,47 @@ static bool power_key_pressed(int fd)
         return false;
 }
 
+/* A process that banger-init keeps running: started at boot and again when it exits. */
+typedef struct Service {
+        const char *name;
+        pid_t (*start)(void);
+        pid_t pid; /* 0 when not running */
+        uint64_t started_usec;
+} Service;
+
+static void service_start(Service *s)
+{
+        s->pid = s->start();
+        s->started_usec = guest_now_usec();
+}
+
+/* Handles the exit of pid when it is the service's process, and starts the service again. */
+static bool service_reap(Service *s, pid_t pid, int status)
+{
+        if (s->pid == 0 || pid != s->pid)
+                return false;
+        log_exit(s->name, status);
+        if (guest_now_usec() - s->started_usec < RESTART_USEC)
+                guest_sleep_usec(RESTART_USEC);
+        service_start(s);
+        return true;
+}
+
 static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig *c)
 {
-        pid_t agent = start_agent(), command;
-        uint64_t agent_started = guest_now_usec();
+        Service agent = { .name = "banger-agent", .start = start_agent };
+        Service sshd = { .name = "sshd", .start = start_sshd };
         struct pollfd p[1 + POWER_BUTTONS_MAX] = { { .fd = signal_fd, .events = POLLIN } };
         int buttons[POWER_BUTTONS_MAX];
         size_t n_buttons = open_power_buttons(buttons);
+        pid_t command;
 
         for (size_t i = 0; i < n_buttons; i++)
                 p[1 + i] = (struct pollfd){ .fd = buttons[i], .events = POLLIN };
 
+        service_start(&agent);
+        if (has_sshd())
+                service_start(&sshd);
         guest_log("ready");
         command = start_command(c);
 
@@ -587,13 +737,8 @@ static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig
                         if (pid == command && command != 0) {
                                 log_exit(c->argv[0], status);
                                 command = 0;
-                        } else if (pid == agent) {
-                                log_exit("banger-agent", status);
-                                if (guest_now_usec() - agent_started < AGENT_RESTART_USEC)
-                                        guest_sleep_usec(AGENT_RESTART_USEC);
-                                agent = start_agent();
-                                agent_started = guest_now_usec();
-                        }
+                        } else if (!service_reap(&agent, pid, status))
+                                (void)service_reap(&sshd, pid, status);
                 }
         }
 }
@@ -601,6 +746,7 @@ static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig
 int main(int argc, char *argv[])
 {
         GuestConfig *config = NULL;
+        bool work_disk;
         int signal_fd, r;
 
         guest_log_open("banger-init");
@@ -621,16 +767,24 @@ int main(int argc, char *argv[])
 
         load_modules();
 
-        r = guest_config_load(GUEST_CONFIG_PATH, &config);
+        r = mount_root();
         if (r < 0)
                 fatal();
+        work_disk = vm_has_work_disk();
+        if (work_disk) {
+                r = mount_work();
+                if (r < 0)
+                        fatal();
+        }
 
-        r = mount_root();
+        r = load_config(work_disk, &config);
         if (r < 0)
                 fatal();
 
         setup_network();
         setup_hostname(config);
+        if (work_disk)
+                install_ssh_files(config);
 
         supervise(signal_fd, config);
 }

@@ -30,9 +30,11 @@ typedef struct DbEntry {
 } DbEntry;
 
 /* Finds the entry of a passwd- or group-style file under root whose name (field 1) is name, or
- * when name is NULL whose id (field 3) is id. Returns -ESRCH when no entry matches. */
+ * when name is NULL whose id (field 3) is id. Returns -ESRCH when no entry matches. When
+ * ret_home is not NULL, it receives a copy of field 6, the home directory of a passwd entry,
+ * or NULL when the entry has none. */
 static int lookup_db(const char *root, const char *file, const char *name, unsigned id,
-                     DbEntry *ret)
+                     DbEntry *ret, char **ret_home)
 {
         _cleanup_free_ char *path = NULL;
         _cleanup_fclose_ FILE *f = NULL;
@@ -46,7 +48,7 @@ static int lookup_db(const char *root, const char *file, const char *name, unsig
                 return errno == ENOENT ? -ESRCH : negative_errno();
 
         while (fgets(line, sizeof(line), f)) {
-                char *fields[4] = {};
+                char *fields[6] = {};
                 char *p = line;
                 DbEntry e = {};
 
@@ -61,6 +63,11 @@ static int lookup_db(const char *root, const char *file, const char *name, unsig
                 if (fields[3] && !parse_id(fields[3], &e.gid))
                         e.gid = 0;
 
+                if (ret_home) {
+                        *ret_home = NULL;
+                        if (!isempty(fields[5]) && !(*ret_home = strdup(fields[5])))
+                                return -ENOMEM;
+                }
                 *ret = e;
                 return 0;
         }
@@ -91,12 +98,12 @@ int guest_user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t
                 return -EINVAL;
 
         if (parse_id(user, &uid)) {
-                r = lookup_db(root, "/etc/passwd", NULL, uid, &e);
+                r = lookup_db(root, "/etc/passwd", NULL, uid, &e, NULL);
                 if (r < 0 && r != -ESRCH)
                         return r;
                 gid = r >= 0 ? e.gid : 0;
         } else {
-                r = lookup_db(root, "/etc/passwd", user, 0, &e);
+                r = lookup_db(root, "/etc/passwd", user, 0, &e, NULL);
                 if (r < 0)
                         return r;
                 uid = e.id;
@@ -104,7 +111,7 @@ int guest_user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t
         }
 
         if (group && !parse_id(group, &gid)) {
-                r = lookup_db(root, "/etc/group", group, 0, &e);
+                r = lookup_db(root, "/etc/group", group, 0, &e, NULL);
                 if (r < 0)
                         return r;
                 gid = e.id;
@@ -112,5 +119,20 @@ int guest_user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t
 
         *ret_uid = uid;
         *ret_gid = gid;
+        return 0;
+}
+
+int guest_user_home(const char *root, uid_t uid, char **ret)
+{
+        _cleanup_free_ char *home = NULL;
+        DbEntry e;
+        int r;
+
+        r = lookup_db(root, "/etc/passwd", NULL, uid, &e, &home);
+        if (r < 0)
+                return r;
+        if (!home || home[0] != '/')
+                return -EINVAL;
+        *ret = TAKE_PTR(home);
         return 0;
 }

@@ -8,3 +8,7 @@
  * passwd entry, and so does a uid listed there; an unlisted uid gets gid 0. Returns -ESRCH
  * for a name that is not listed and -EINVAL for a malformed spec or entry. */
 int guest_user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid);
+
+/* Stores the home directory (field 6) of uid's entry in root's /etc/passwd. Returns -ESRCH when
+ * uid is not listed and -EINVAL when its home directory is empty or not absolute. */
+int guest_user_home(const char *root, uid_t uid, char **ret);
