@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -133,6 +134,38 @@ START_TEST(qmp_parse_rejects_nul_and_size)
 }
 END_TEST
 
+static const struct {
+        const char *json;
+        const char *label;
+        int result;
+} chardev_cases[] = {
+        { "[{\"frontend-open\": true, \"filename\": \"disconnected:unix:/r/c.sock,server=on\", "
+          "\"label\": \"console\"}]",
+          "console", 0 },
+        { "[{\"filename\": \"unix:/r/q.sock,server=on\", \"label\": \"monitor\"}, "
+          "{\"filename\": \"unix:/r/c.sock,server=on\", \"label\": \"console\"}]",
+          "console", 1 },
+        { "[{\"filename\": \"unix:/r/q.sock,server=on\", \"label\": \"monitor\"}]", "console",
+          -ENOENT },
+        { "[]", "console", -ENOENT },
+        { "{}", "console", -EBADMSG },
+        { "[{\"label\": \"console\"}]", "console", -EBADMSG },
+        { "[{\"filename\": 1, \"label\": \"console\"}]", "console", -EBADMSG },
+        { "[{\"filename\": \"x\"}]", "console", -EBADMSG },
+        { "[7]", "console", -EBADMSG },
+};
+
+START_TEST(qmp_chardev_connected_table)
+{
+        json_object *list = json_tokener_parse(chardev_cases[_i].json);
+
+        ck_assert_ptr_nonnull(list);
+        ck_assert_int_eq(qmp_chardev_connected(list, chardev_cases[_i].label),
+                         chardev_cases[_i].result);
+        json_object_put(list);
+}
+END_TEST
+
 /* A scratch directory per test. */
 
 static char scratch[64];
@@ -154,16 +187,20 @@ static pid_t qemu_pid = -1;
 
 static void qemu_setup(void)
 {
-        _cleanup_free_ char *qmp_arg = NULL;
+        _cleanup_free_ char *qmp_arg = NULL, *console_arg = NULL;
 
         scratch_setup();
         ck_assert_int_gt(asprintf(&qmp_arg, "unix:%s/qmp.sock,server=on,wait=off", scratch), 0);
+        ck_assert_int_gt(asprintf(&console_arg,
+                                  "socket,id=console,path=%s/console.sock,server=on,wait=off",
+                                  scratch),
+                         0);
 
         qemu_pid = fork();
         ck_assert_int_ge(qemu_pid, 0);
         if (qemu_pid == 0) {
                 execl(QEMU_SYSTEM_X86_64, QEMU_SYSTEM_X86_64, "-M", "none", "-nodefaults",
-                      "-display", "none", "-qmp", qmp_arg, (char *)NULL);
+                      "-display", "none", "-qmp", qmp_arg, "-chardev", console_arg, (char *)NULL);
                 _exit(127);
         }
 }
@@ -218,6 +255,45 @@ START_TEST(qmp_real_qemu_session)
         qemu_pid = -1;
         ck_assert(WIFEXITED(wstatus));
         ck_assert_int_eq(WEXITSTATUS(wstatus), 0);
+}
+END_TEST
+
+/* Polls query-chardev until the console's state is connected, for up to ten seconds. */
+static void wait_console_state(Qmp *q, int connected)
+{
+        int r = -1;
+
+        for (unsigned i = 0; i < 200; i++) {
+                json_object *list = NULL;
+                struct timespec ts = { .tv_nsec = 50 * 1000 * 1000 };
+
+                ck_assert_int_eq(qmp_execute(q, "query-chardev", NULL, TIMEOUT_USEC, &list, NULL),
+                                 0);
+                r = qmp_chardev_connected(list, "console");
+                json_object_put(list);
+                if (r == connected)
+                        return;
+                nanosleep(&ts, NULL);
+        }
+        ck_abort_msg("console chardev state %d, expected %d", r, connected);
+}
+
+START_TEST(qmp_real_qemu_chardev_state)
+{
+        _cleanup_(qmp_closep) Qmp *q = open_scratch_socket("qmp.sock", 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        wait_console_state(q, 0);
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/console.sock", scratch);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        wait_console_state(q, 1);
+
+        close(fd);
+        wait_console_state(q, 0);
 }
 END_TEST
 
@@ -524,11 +600,13 @@ int main(void)
 
         tcase_add_loop_test(parse, qmp_parse_table, 0, ELEMENTSOF(parse_cases));
         tcase_add_test(parse, qmp_parse_rejects_nul_and_size);
+        tcase_add_loop_test(parse, qmp_chardev_connected_table, 0, ELEMENTSOF(chardev_cases));
         suite_add_tcase(s, parse);
 
         tcase_add_checked_fixture(real, qemu_setup, qemu_teardown);
         tcase_add_test(real, qmp_real_qemu_session);
         tcase_add_test(real, qmp_real_qemu_arguments);
+        tcase_add_test(real, qmp_real_qemu_chardev_state);
         suite_add_tcase(s, real);
 
         tcase_add_checked_fixture(fake, scratch_setup, scratch_teardown);

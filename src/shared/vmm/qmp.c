@@ -516,3 +516,29 @@ int qmp_query_status(Qmp *q, uint64_t timeout_usec, char **ret)
         *ret = s;
         return 0;
 }
+
+int qmp_chardev_connected(json_object *list, const char *label)
+{
+        size_t n;
+
+        if (!json_object_is_type(list, json_type_array))
+                return -EBADMSG;
+
+        n = json_object_array_length(list);
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(list, i), *l, *filename;
+
+                if (!json_object_is_type(c, json_type_object) ||
+                    !json_object_object_get_ex(c, "label", &l) ||
+                    !json_object_is_type(l, json_type_string))
+                        return -EBADMSG;
+                if (!streq(json_object_get_string(l), label))
+                        continue;
+                if (!json_object_object_get_ex(c, "filename", &filename) ||
+                    !json_object_is_type(filename, json_type_string))
+                        return -EBADMSG;
+                return !strneq(json_object_get_string(filename),
+                               "disconnected:", strlen("disconnected:"));
+        }
+        return -ENOENT;
+}

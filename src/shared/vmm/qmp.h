@@ -26,6 +26,11 @@ int qmp_execute(Qmp *q, const char *command, json_object *arguments, uint64_t ti
 /* The "status" of query-status: "running", "paused", "internal-error", "shutdown", ... */
 int qmp_query_status(Qmp *q, uint64_t timeout_usec, char **ret);
 
+/* Reads the return value of query-chardev. Returns 1 when a client is connected to the socket
+ * chardev label, 0 when none is (QEMU 7.2 prefixes its filename with "disconnected:"), -ENOENT
+ * when there is no chardev label, and -EBADMSG for a malformed list. */
+int qmp_chardev_connected(json_object *list, const char *label);
+
 /* Parsing of single QMP messages, separate from the socket so it can be tested and fuzzed. */
 
 /* The largest QMP message accepted, newline excluded. Replies to the commands banger sends are a
