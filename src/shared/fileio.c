@@ -292,3 +292,21 @@ int read_file_tail_printable(const char *path, size_t max_size, char **ret)
         *ret = TAKE_PTR(text);
         return 0;
 }
+
+int loop_write(int fd, const void *data, size_t size)
+{
+        const char *p = data;
+
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += n;
+                size -= (size_t)n;
+        }
+        return 0;
+}

@@ -20,6 +20,10 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
  * -ENOENT for a missing one. */
 int read_file_tail_printable(const char *path, size_t max_size, char **ret);
 
+/* Writes all size bytes of data to fd, retrying after EINTR and short writes. A non-blocking
+ * fd that is full gives -EAGAIN. */
+int loop_write(int fd, const void *data, size_t size);
+
 /* Creates path and its missing parents with mode. Existing directories are not an error. */
 int mkdir_p(const char *path, mode_t mode);
 
