@@ -3,9 +3,9 @@
  * Loads the modules the VM needs, mounts the root disk at /sysroot and the work disk at
  * /sysroot/work, and reads the VM's configuration from the work disk. Then it configures the
  * network that the kernel command line describes, sets the hostname, and installs the VM's SSH
- * host key and authorized keys. It starts banger-agent and, when the image has one, sshd, runs
- * the image's command chrooted in /sysroot, then reaps children for ever. The agent and sshd
- * are restarted when they exit.
+ * host key and authorized keys. It starts the image's sshd, when it has one, and waits until it
+ * listens, then starts banger-agent and runs the image's command chrooted in /sysroot. Then it
+ * reaps children for ever, and restarts the agent and sshd when they exit.
  * SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the agent's shutdown request power the VM off.
  * Every failure prints a "banger-init: ..." line on the console; a fatal one powers off. */
 
@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <linux/input.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -31,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent-ports.h"
 #include "agent-proto.h"
 #include "guest-config.h"
 #include "guest-net.h"
@@ -53,6 +55,8 @@
 /* An agent or sshd that dies sooner than this after its start is restarted only after this
  * delay, so a broken one does not spin. */
 #define RESTART_USEC (1000u * 1000u)
+/* How long sshd may take to listen before banger-init starts the agent anyway. */
+#define SSHD_WAIT_USEC (30u * 1000u * 1000u)
 /* How long processes get between SIGTERM and SIGKILL at power-off. */
 #define STOP_TIMEOUT_USEC (3u * 1000u * 1000u)
 
@@ -465,6 +469,45 @@ static pid_t start_sshd(void)
         return pid;
 }
 
+static bool process_listens(pid_t pid)
+{
+        AgentPortList ports = {};
+        bool found = false;
+
+        if (agent_ports_collect("/proc", &ports) < 0)
+                return false;
+        for (size_t i = 0; i < ports.n_ports && !found; i++)
+                found = ports.ports[i].protocol == IPPROTO_TCP &&
+                        ports.ports[i].pid == (uint32_t)pid;
+        agent_port_list_done(&ports);
+        return found;
+}
+
+/* Returns true when pid has exited, without reaping it: the supervisor loop does that. */
+static bool process_exited(pid_t pid)
+{
+        siginfo_t si = {};
+
+        return waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* Waits until sshd listens on a TCP port, exits, or SSHD_WAIT_USEC pass. bangerd reports a VM
+ * as running once the agent replies, and the agent starts after this, so ssh works as soon as
+ * 'vm create' returns. */
+static void wait_for_sshd(pid_t pid)
+{
+        uint64_t deadline = guest_now_usec() + SSHD_WAIT_USEC;
+
+        while (pid > 0 && !process_listens(pid) && !process_exited(pid)) {
+                if (guest_now_usec() >= deadline) {
+                        guest_log("sshd does not listen after %u s, starting banger-agent anyway",
+                                  SSHD_WAIT_USEC / 1000000u);
+                        return;
+                }
+                guest_sleep_usec(50 * 1000);
+        }
+}
+
 static void __attribute__((noreturn)) exec_command(const GuestConfig *c)
 {
         _cleanup_strv_free_ char **env = NULL;
@@ -705,9 +748,11 @@ static void __attribute__((noreturn)) supervise(int signal_fd, const GuestConfig
         for (size_t i = 0; i < n_buttons; i++)
                 p[1 + i] = (struct pollfd){ .fd = buttons[i], .events = POLLIN };
 
-        service_start(&agent);
-        if (has_sshd())
+        if (has_sshd()) {
                 service_start(&sshd);
+                wait_for_sshd(sshd.pid);
+        }
+        service_start(&agent);
         guest_log("ready");
         command = start_command(c);
 
