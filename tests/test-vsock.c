@@ -1,5 +1,7 @@
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -66,7 +68,8 @@ typedef enum PeerMode {
         PEER_STALL,
         PEER_GARBAGE,
         PEER_CLOSE_TWICE_THEN_OK,
-        PEER_AGENT, /* replies OK, then serves the agent protocol as banger-agent does */
+        PEER_AGENT,    /* replies OK, then serves the agent protocol as banger-agent does */
+        PEER_AGENT_V1, /* as PEER_AGENT, but its HELLO_REPLY names protocol version 1 */
 } PeerMode;
 
 typedef struct Peer {
@@ -146,7 +149,20 @@ static bool serve_agent(Peer *p, int fd)
                         if (agent_hello_decode(&f, &h) < 0)
                                 return false;
                         h.info = (char *)"banger-agent test peer";
+                        if (p->mode == PEER_AGENT_V1)
+                                h.version = 1;
                         r = agent_hello_append(&out, AGENT_MSG_HELLO_REPLY, f.request_id, &h);
+                } else if (f.type == AGENT_MSG_PORTS) {
+                        AgentPort port = {
+                                .protocol = IPPROTO_TCP,
+                                .family = AF_INET,
+                                .address = { 127, 0, 0, 1 },
+                                .port = 8080,
+                                .pid = 42,
+                                .comm = "httpd",
+                        };
+                        AgentPortList l = { .ports = &port, .n_ports = 1 };
+                        r = agent_ports_reply_append(&out, f.request_id, &l);
                 } else if (f.type == AGENT_MSG_EXEC) {
                         AgentExec e;
                         AgentExit x = { .exit_status = 3 };
@@ -210,6 +226,7 @@ static void *peer_run(void *userdata)
 
                 switch (mode) {
                 case PEER_AGENT:
+                case PEER_AGENT_V1:
                         if (write(fd, "OK 1073741825\n", 14) != 14 || !serve_agent(p, fd))
                                 p->write_failed = true;
                         close(fd);
@@ -425,6 +442,89 @@ START_TEST(test_agent_exec_over_vsock)
 }
 END_TEST
 
+/* The calls of VM.Exec and VM.ListPorts on a Firecracker VM: streaming exec and the port list
+ * over the hybrid vsock socket. */
+START_TEST(test_agent_stream_and_ports_over_vsock)
+{
+        static char *const argv[] = { (char *)"uname", NULL };
+        AgentExecRequest req = { .argv = argv };
+        _cleanup_free_ char *error = NULL;
+        AgentPortList ports = {};
+        AgentExit exit_info = {};
+        char out[16] = {};
+        int fd = -EBADF, pipe_fds[2];
+        Peer p;
+
+        ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
+        AgentExecStdio stdio = {
+                .stdin_fd = -EBADF,
+                .stdout_fd = pipe_fds[1],
+                .stderr_fd = -EBADF,
+                .control_fd = -EBADF,
+        };
+
+        peer_start(&p, PEER_AGENT);
+        ck_assert_int_eq(vsock_connect(p.path, AGENT_VSOCK_PORT, 5000 * MSEC_USEC,
+                                       30000 * MSEC_USEC, &fd, NULL, &error),
+                         0);
+        ck_assert_int_eq(agent_exec_stream_fd(fd, &req, &stdio, 30000 * MSEC_USEC, &exit_info), 0);
+        ck_assert_int_eq(exit_info.exit_status, 3);
+        ck_assert_int_eq(read(pipe_fds[0], out, sizeof(out) - 1), 3);
+        ck_assert_str_eq(out, "hi\n");
+
+        ck_assert_int_eq(vsock_connect(p.path, AGENT_VSOCK_PORT, 5000 * MSEC_USEC,
+                                       30000 * MSEC_USEC, &fd, NULL, &error),
+                         0);
+        ck_assert_int_eq(agent_list_ports_fd(fd, 30000 * MSEC_USEC, &ports), 0);
+        peer_stop(&p);
+
+        ck_assert_str_eq(p.last_request, "CONNECT 1024\n");
+        ck_assert_str_eq(p.exec_argv0, "uname");
+        ck_assert_uint_eq(ports.n_ports, 1);
+        ck_assert_int_eq(ports.ports[0].protocol, IPPROTO_TCP);
+        ck_assert_int_eq(ports.ports[0].family, AF_INET);
+        ck_assert_uint_eq(ports.ports[0].port, 8080);
+        ck_assert_uint_eq(ports.ports[0].pid, 42);
+        ck_assert_str_eq(ports.ports[0].comm, "httpd");
+        ck_assert(!ports.truncated);
+        agent_port_list_done(&ports);
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+}
+END_TEST
+
+/* An agent of protocol version 1, from a kernel imported by an older banger, is
+ * -EPROTONOSUPPORT for every call, which bangerd turns into "import the kernel again". */
+START_TEST(test_agent_version_1_over_vsock)
+{
+        static char *const argv[] = { (char *)"true", NULL };
+        AgentExecRequest req = { .argv = argv };
+        AgentExecStdio stdio = { -EBADF, -EBADF, -EBADF, -EBADF };
+        _cleanup_free_ char *error = NULL;
+        AgentPortList ports = {};
+        AgentExit exit_info = {};
+        int fd = -EBADF;
+        Peer p;
+
+        peer_start(&p, PEER_AGENT_V1);
+        ck_assert_int_eq(vsock_connect(p.path, AGENT_VSOCK_PORT, 5000 * MSEC_USEC,
+                                       30000 * MSEC_USEC, &fd, NULL, &error),
+                         0);
+        ck_assert_int_eq(agent_exec_stream_fd(fd, &req, &stdio, 30000 * MSEC_USEC, &exit_info),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(vsock_connect(p.path, AGENT_VSOCK_PORT, 5000 * MSEC_USEC,
+                                       30000 * MSEC_USEC, &fd, NULL, &error),
+                         0);
+        ck_assert_int_eq(agent_list_ports_fd(fd, 30000 * MSEC_USEC, &ports), -EPROTONOSUPPORT);
+        ck_assert_int_eq(vsock_connect(p.path, AGENT_VSOCK_PORT, 5000 * MSEC_USEC,
+                                       30000 * MSEC_USEC, &fd, NULL, &error),
+                         0);
+        ck_assert_int_eq(agent_wait_ready_fd(fd, 30000 * MSEC_USEC), -EPROTONOSUPPORT);
+        peer_stop(&p);
+        ck_assert_str_eq(p.exec_argv0, "");
+}
+END_TEST
+
 START_TEST(test_agent_exec_fd_invalid)
 {
         static char *const argv[] = { NULL };
@@ -457,6 +557,8 @@ static Suite *vsock_suite(void)
         tcase_add_test(tc, test_connect_missing_socket);
         tcase_add_test(tc, test_connect_path_too_long);
         tcase_add_test(tc, test_agent_exec_over_vsock);
+        tcase_add_test(tc, test_agent_stream_and_ports_over_vsock);
+        tcase_add_test(tc, test_agent_version_1_over_vsock);
         tcase_add_test(tc, test_agent_exec_fd_invalid);
         suite_add_tcase(s, tc);
         return s;
