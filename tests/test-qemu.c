@@ -21,6 +21,7 @@ static const QemuConfig base_config = {
         .cmdline_extra = "banger.ip=10.77.0.2/24",
         .root_disk = "/var/lib/banger/vms/dev1/root.img",
         .console_log = "/var/lib/banger/vms/dev1/console.log",
+        .console_socket = "/run/banger/dev1.console",
         .qmp_socket = "/run/banger/dev1.qmp",
         .agent_socket = "/run/banger/dev1.agent",
         .agent_port_name = "org.banger.agent",
@@ -38,7 +39,8 @@ static const char *const common_head[] = {
 
 static const char *const common_tail[] = {
         "-chardev",
-        "file,id=console,path=/var/lib/banger/vms/dev1/console.log,append=on",
+        ("socket,id=console,path=/run/banger/dev1.console,server=on,wait=off,"
+         "logfile=/var/lib/banger/vms/dev1/console.log,logappend=on"),
         "-serial",
         "chardev:console",
         "-drive",
@@ -199,13 +201,15 @@ START_TEST(qemu_argv_doubles_commas_in_paths)
         c.root_disk = "/srv/a,b/root.img";
         c.qmp_socket = "/run/x,y.qmp";
         c.console_log = "/log,s/console.log";
+        c.console_socket = "/run/con,sole";
         c.agent_socket = "/run/,agent";
 
         ck_assert_int_eq(qemu_build_argv(&c, &argv), 0);
         ck_assert(strv_contains(argv, "id=root,file=/srv/a,,b/root.img,format=raw,if=none,"
                                       "cache=writeback,discard=unmap"));
         ck_assert(strv_contains(argv, "unix:/run/x,,y.qmp,server=on,wait=off"));
-        ck_assert(strv_contains(argv, "file,id=console,path=/log,,s/console.log,append=on"));
+        ck_assert(strv_contains(argv, "socket,id=console,path=/run/con,,sole,server=on,wait=off,"
+                                      "logfile=/log,,s/console.log,logappend=on"));
         ck_assert(strv_contains(argv, "socket,id=agent,path=/run/,,agent,server=on,wait=off"));
 }
 END_TEST
@@ -250,6 +254,10 @@ static void no_agent_socket(QemuConfig *c)
 static void no_console_log(QemuConfig *c)
 {
         c->console_log = NULL;
+}
+static void no_console_socket(QemuConfig *c)
+{
+        c->console_socket = "";
 }
 static void zero_vcpus(QemuConfig *c)
 {
@@ -324,11 +332,12 @@ static void empty_work_disk(QemuConfig *c)
 }
 
 static void (*const invalid_mutations[])(QemuConfig *c) = {
-        no_binary,          no_kernel,       no_root_disk,    no_qmp_socket,      no_agent_socket,
-        no_console_log,     zero_vcpus,      zero_memory,     comma_in_port_name, empty_port_name,
-        accel_out_of_range, accel_invalid,   tap_without_mac, mac_without_tap,    tap_name_too_long,
-        comma_in_tap_name,  empty_tap_name,  mac_too_short,   mac_too_long,       mac_not_hex,
-        mac_with_dashes,    empty_work_disk,
+        no_binary,          no_kernel,       no_root_disk,       no_qmp_socket,
+        no_agent_socket,    no_console_log,  zero_vcpus,         zero_memory,
+        comma_in_port_name, empty_port_name, accel_out_of_range, accel_invalid,
+        tap_without_mac,    mac_without_tap, tap_name_too_long,  comma_in_tap_name,
+        empty_tap_name,     mac_too_short,   mac_too_long,       mac_not_hex,
+        mac_with_dashes,    empty_work_disk, no_console_socket,
 };
 
 START_TEST(qemu_argv_rejects_invalid_config)
@@ -485,7 +494,7 @@ END_TEST
 START_TEST(qemu_spawn_appends_to_log)
 {
         QemuConfig c = base_config;
-        _cleanup_free_ char *log = NULL, *text = NULL, *qmp = NULL, *agent = NULL;
+        _cleanup_free_ char *log = NULL, *text = NULL, *qmp = NULL, *agent = NULL, *console = NULL;
         int status;
         pid_t pid;
 
@@ -497,8 +506,10 @@ START_TEST(qemu_spawn_appends_to_log)
         c.console_log = "/dev/null";
         ck_assert_int_gt(asprintf(&qmp, "%s/qmp.sock", scratch), 0);
         ck_assert_int_gt(asprintf(&agent, "%s/agent.sock", scratch), 0);
+        ck_assert_int_gt(asprintf(&console, "%s/console.sock", scratch), 0);
         c.qmp_socket = qmp;
         c.agent_socket = agent;
+        c.console_socket = console;
 
         ck_assert_int_eq(qemu_spawn(&c, log, &pid), 0);
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);

@@ -37,8 +37,6 @@
 #define KILL_WAIT_MSEC         10000
 #define LOG_READ_MAX           (1024 * 1024)
 #define LOG_LINE_MAX           200
-#define VM_TASKS_MAX           256
-#define MEMORY_HEADROOM_RATIO  1.25 /* Firecracker's own memory on top of the guest's */
 
 /* Firecracker adds "root=/dev/vda rw" for the root drive itself. reboot=k makes a guest reboot
  * reset the i8042 controller, which Firecracker turns into its own exit. */
@@ -298,8 +296,8 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         _cleanup_free_ char *api = path_join(p->runtime_dir, FIRECRACKER_API_SOCKET);
         _cleanup_free_ char *vsock = path_join(p->runtime_dir, FIRECRACKER_VSOCK_SOCKET);
         _cleanup_(firecracker_freep) Firecracker *f = NULL;
-        _cleanup_free_ char *scope_error = NULL, *api_error = NULL;
-        uint64_t start_time = 0, waited = 0;
+        _cleanup_free_ char *api_error = NULL;
+        uint64_t start_time = 0, waited = 0, console_offset = 0;
         pid_t pid;
         int r;
 
@@ -312,8 +310,9 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         (void)unlink(api);
         (void)unlink(vsock);
         /* Firecracker's logger opens its file without creating it. Both logs are appended to,
-         * as with QEMU, so the output of earlier boots stays. */
-        r = create_file(console);
+         * as with QEMU, so the output of earlier boots stays, and banger-console-log copies
+         * only what this boot appends. */
+        r = vm_console_prepare(console, &console_offset);
         if (r >= 0)
                 r = create_file(fc_log);
         if (r < 0)
@@ -327,19 +326,8 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         }
         (void)proc_start_time(pid, &start_time);
 
-        ScopeSpec spec = {
-                .unit = p->unit,
-                .slice = "banger.slice",
-                .description = p->name,
-                .pids = &pid,
-                .n_pids = 1,
-                .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
-                .tasks_max = VM_TASKS_MAX,
-        };
-        r = helper_start_scope(p->name, &spec, &scope_error);
+        r = vm_start_scope(p, pid, console, console_offset, ret_error);
         if (r < 0) {
-                set_error(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit, p->name,
-                          scope_error ?: strerror(-r));
                 kill_and_reap(pid);
                 return r;
         }

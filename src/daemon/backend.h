@@ -39,6 +39,7 @@ extern const VmBackendOps vm_backend_firecracker;
 const VmBackendOps *vm_backend_ops(VmBackend backend);
 
 /* Names of the files in a VM's runtime directory. */
+#define VM_CONSOLE_SOCKET        "console.sock" /* QEMU's serial console, one client at a time */
 #define FIRECRACKER_API_SOCKET   "firecracker.sock"
 #define FIRECRACKER_VSOCK_SOCKET "vsock.sock"
 /* The guest's vsock context id. Ids 0 to 2 are reserved for the hypervisor and the host. */

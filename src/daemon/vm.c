@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "agent-client.h"
+#include "config.h"
+#include "console-log.h"
 #include "fileio.h"
 #include "guest-config.h"
 #include "helper-bus.h"
@@ -24,13 +26,14 @@
 #include "vm.h"
 
 #define SCOPE_TIMEOUT_USEC    (30 * USEC_PER_SEC)
+#define CONSOLE_LOG_BINARY    BANGER_LIBEXECDIR "/banger-console-log"
 #define AGENT_SLICE_USEC      (5 * USEC_PER_SEC)
 #define SHUTDOWN_WAIT_MSEC    30000
 #define QUIT_WAIT_MSEC        10000
 #define AGENT_SHUTDOWN_USEC   (10 * USEC_PER_SEC)
 #define QMP_TIMEOUT_USEC      (5 * USEC_PER_SEC)
 #define VM_TASKS_MAX          256
-#define MEMORY_HEADROOM_RATIO 1.25 /* QEMU's own memory on top of the guest's */
+#define MEMORY_HEADROOM_RATIO 1.25 /* the VMM's own memory on top of the guest's */
 #define QEMU_STDERR_TAIL_MAX  400  /* bytes of qemu.log that a boot error quotes */
 
 void vm_boot_params_done(VmBootParams *p)
@@ -236,6 +239,99 @@ static void kill_and_reap(pid_t pid)
         (void)waitpid(pid, NULL, 0);
 }
 
+int vm_console_prepare(const char *path, uint64_t *ret_size)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        *ret_size = (uint64_t)st.st_size;
+        return 0;
+}
+
+/* Starts banger-console-log for the VMM. Returns -errno when it could not start, which costs
+ * the journal copy of the console but not the VM. */
+static int console_log_start(const VmBootParams *p, pid_t vmm_pid, const char *console,
+                             uint64_t console_offset, pid_t *ret_pid, int *ret_gate_fd)
+{
+        _cleanup_close_ int pidfd = pidfd_open(vmm_pid, 0);
+        int r;
+
+        if (pidfd < 0)
+                r = negative_errno();
+        else
+                r = console_log_spawn(CONSOLE_LOG_BINARY, console, console_offset, p->name, pidfd,
+                                      ret_pid, ret_gate_fd);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Failed to start '%s' for VM '%s', so its console will not reach "
+                                  "the journal, ignoring: %m",
+                                  CONSOLE_LOG_BINARY, p->name);
+        return r;
+}
+
+/* Ends a banger-console-log that never got into the scope, and waits until it is gone, so a
+ * failed start leaves no process behind when it returns. It is not bangerd's child, so it is
+ * watched through a pidfd. */
+static void console_log_abort(pid_t pid, int gate_fd)
+{
+        _cleanup_close_ int pidfd = pidfd_open(pid, 0);
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+        safe_close(gate_fd);
+        if (pidfd < 0)
+                return;
+        if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0)
+                return;
+        while (poll(&p, 1, QUIT_WAIT_MSEC) < 0 && errno == EINTR)
+                ;
+}
+
+int vm_start_scope(const VmBootParams *p, pid_t vmm_pid, const char *console,
+                   uint64_t console_offset, char **ret_error)
+{
+        _cleanup_free_ char *scope_error = NULL;
+        pid_t pids[2] = { vmm_pid, 0 };
+        size_t n_pids = 1;
+        int gate = -EBADF, r;
+
+        if (console_log_start(p, vmm_pid, console, console_offset, &pids[1], &gate) >= 0)
+                n_pids = 2;
+
+        ScopeSpec spec = {
+                .unit = p->unit,
+                .slice = "banger.slice",
+                .description = p->name,
+                .pids = pids,
+                .n_pids = n_pids,
+                .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
+                .tasks_max = VM_TASKS_MAX,
+        };
+        r = helper_start_scope(p->name, &spec, &scope_error);
+        if (r < 0) {
+                if (n_pids > 1)
+                        console_log_abort(pids[1], gate);
+                if (asprintf(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit,
+                             p->name, scope_error ?: strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+
+        if (gate >= 0) {
+                r = console_log_open_gate(gate);
+                if (r < 0)
+                        log_warning_errno(r,
+                                          "Failed to start copying the console of VM '%s' to the "
+                                          "journal, ignoring: %m",
+                                          p->name);
+        }
+        return 0;
+}
+
 /* Builds the error for a QEMU that exited during boot from the end of its stderr, because a
  * failed create removes qemu.log with the VM directory, and users cannot read that directory. */
 static int qemu_exit_error(const VmBootParams *p, char **ret_error)
@@ -297,12 +393,12 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
         _cleanup_free_ char *qemu_log = path_join(p->vm_dir, "qemu.log");
         _cleanup_free_ char *qmp = path_join(p->runtime_dir, "qmp.sock");
         _cleanup_free_ char *agent = path_join(p->runtime_dir, "agent.sock");
-        _cleanup_free_ char *scope_error = NULL;
-        uint64_t start_time = 0, waited = 0;
+        _cleanup_free_ char *console_socket = path_join(p->runtime_dir, VM_CONSOLE_SOCKET);
+        uint64_t start_time = 0, waited = 0, console_offset = 0;
         pid_t pid;
         int r;
 
-        if (!root || !initrd || !console || !qemu_log || !qmp || !agent)
+        if (!root || !initrd || !console || !qemu_log || !qmp || !agent || !console_socket)
                 return -ENOMEM;
 
         r = mkdir_p(p->runtime_dir, 0750);
@@ -310,6 +406,11 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 return r;
         (void)unlink(qmp);
         (void)unlink(agent);
+        (void)unlink(console_socket);
+        /* banger-console-log copies only what this boot appends. */
+        r = vm_console_prepare(console, &console_offset);
+        if (r < 0)
+                return r;
 
         QemuConfig c = {
                 .binary = p->qemu_path,
@@ -317,6 +418,7 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 .initrd = initrd,
                 .root_disk = root,
                 .console_log = console,
+                .console_socket = console_socket,
                 .qmp_socket = qmp,
                 .agent_socket = agent,
                 .agent_port_name = GUEST_AGENT_PORT_NAME,
@@ -337,20 +439,8 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
         }
         (void)proc_start_time(pid, &start_time);
 
-        ScopeSpec spec = {
-                .unit = p->unit,
-                .slice = "banger.slice",
-                .description = p->name,
-                .pids = &pid,
-                .n_pids = 1,
-                .memory_max = (uint64_t)(p->memory_mib * MEMORY_HEADROOM_RATIO) << 20,
-                .tasks_max = VM_TASKS_MAX,
-        };
-        r = helper_start_scope(p->name, &spec, &scope_error);
+        r = vm_start_scope(p, pid, console, console_offset, ret_error);
         if (r < 0) {
-                if (asprintf(ret_error, "Failed to start scope '%s' for VM '%s': %s", p->unit,
-                             p->name, scope_error ?: strerror(-r)) < 0)
-                        *ret_error = NULL;
                 kill_and_reap(pid);
                 return r;
         }

@@ -66,6 +66,16 @@ void vm_boot_params_take_network(VmBootParams *p, VmRecord *rec);
  * in p (see VmBackendOps.boot), and takes the network down again when the boot fails. */
 int vm_boot(VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_time, char **ret_error);
 
+/* Worker side, for the backends. Creates the console log at path unless it exists, and returns
+ * its size, from which banger-console-log copies this boot's console. */
+int vm_console_prepare(const char *path, uint64_t *ret_size);
+/* Worker side, for the backends: starts banger-console-log on the console log at console from
+ * console_offset, and moves it and vmm_pid into the VM's scope with the VM's limits. A
+ * banger-console-log that cannot start is logged and left out. On failure *ret_error names
+ * the cause, and the caller kills vmm_pid. */
+int vm_start_scope(const VmBootParams *p, pid_t vmm_pid, const char *console,
+                   uint64_t console_offset, char **ret_error);
+
 /* Shuts the VMM down with the backend whose control socket is in runtime_dir. QEMU: through
  * the agent unless force, then QMP quit, then SIGKILL. Firecracker: through the agent and then
  * Ctrl+Alt+Del unless force, then SIGKILL. Returns once the process has exited; it is not

@@ -215,8 +215,8 @@ static int validate_config(const QemuConfig *c)
         if (c->work_disk && isempty(c->work_disk))
                 return -EINVAL;
         if (isempty(c->binary) || isempty(c->kernel) || isempty(c->root_disk) ||
-            isempty(c->console_log) || isempty(c->qmp_socket) || isempty(c->agent_socket) ||
-            isempty(c->agent_port_name))
+            isempty(c->console_log) || isempty(c->console_socket) || isempty(c->qmp_socket) ||
+            isempty(c->agent_socket) || isempty(c->agent_port_name))
                 return -EINVAL;
         if (c->vcpus == 0 || c->memory_mib == 0)
                 return -EINVAL;
@@ -261,7 +261,7 @@ static int build_kernel_cmdline(const QemuConfig *c, QemuAccel accel, char **ret
 int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
 {
         _cleanup_free_ char *cmdline = NULL, *disk = NULL, *work = NULL, *console = NULL,
-                            *qmp = NULL, *agent = NULL;
+                            *console_socket = NULL, *qmp = NULL, *agent = NULL;
         _cleanup_strv_free_ char **argv = NULL;
         QemuAccel accel;
         int r;
@@ -278,9 +278,10 @@ int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
 
         disk = escape_commas(c->root_disk);
         console = escape_commas(c->console_log);
+        console_socket = escape_commas(c->console_socket);
         qmp = escape_commas(c->qmp_socket);
         agent = escape_commas(c->agent_socket);
-        if (!disk || !console || !qmp || !agent)
+        if (!disk || !console || !console_socket || !qmp || !agent)
                 return -ENOMEM;
         if (c->work_disk) {
                 work = escape_commas(c->work_disk);
@@ -309,7 +310,12 @@ int qemu_build_argv(const QemuConfig *c, char ***ret_argv)
         if (r < 0)
                 return r;
 
-        r = strv_extend_option(&argv, "-chardev", "file,id=console,path=%s,append=on", console);
+        /* The log file receives everything the guest writes, also while no client is
+         * connected, in which case the socket drops it. */
+        r = strv_extend_option(&argv, "-chardev",
+                               "socket,id=console,path=%s,server=on,wait=off,logfile=%s,"
+                               "logappend=on",
+                               console_socket, console);
         if (r >= 0)
                 r = strv_extend_all(&argv, "-serial", "chardev:console");
         if (r >= 0)

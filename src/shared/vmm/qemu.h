@@ -17,15 +17,16 @@ const char *qemu_accel_to_string(QemuAccel a);
 QemuAccel qemu_accel_from_string(const char *s);
 
 typedef struct QemuConfig {
-        const char *binary;        /* qemu-system-x86_64 */
-        const char *kernel;        /* vmlinux or bzImage */
-        const char *initrd;        /* per-VM initramfs */
-        const char *cmdline_extra; /* appended to banger's kernel command line; may be NULL */
-        const char *root_disk;     /* raw ext4, becomes /dev/vda */
-        const char *work_disk;     /* raw ext4, becomes /dev/vdb; NULL for none */
-        const char *console_log;   /* serial console output is appended here */
-        const char *qmp_socket;    /* QEMU listens here for QMP */
-        const char *agent_socket;  /* QEMU listens here for the agent's virtio-serial port */
+        const char *binary;         /* qemu-system-x86_64 */
+        const char *kernel;         /* vmlinux or bzImage */
+        const char *initrd;         /* per-VM initramfs */
+        const char *cmdline_extra;  /* appended to banger's kernel command line; may be NULL */
+        const char *root_disk;      /* raw ext4, becomes /dev/vda */
+        const char *work_disk;      /* raw ext4, becomes /dev/vdb; NULL for none */
+        const char *console_log;    /* serial console output is appended here */
+        const char *console_socket; /* QEMU listens here for one client of the serial console */
+        const char *qmp_socket;     /* QEMU listens here for QMP */
+        const char *agent_socket;   /* QEMU listens here for the agent's virtio-serial port */
         const char *agent_port_name;
         const char *tap; /* tap device for the guest's virtio-net, NULL for none */
         const char *mac; /* the guest's MAC "xx:xx:xx:xx:xx:xx", required with tap */
