@@ -24,6 +24,7 @@
 #include "scope.h"
 #include "strv.h"
 #include "vm-limits.h"
+#include "vm-workdisk.h"
 #include "vm.h"
 
 static uint64_t now_realtime_usec(void)
@@ -865,8 +866,8 @@ typedef struct CreateParams {
         char *state_dir;
         char *final_dir;
         char *image_rootfs;
-        char *kernel_initramfs;
         GuestConfig guest;
+        VmWorkDiskSpec work;
         bool start;
         VmBootParams boot;
         pid_t pid;
@@ -898,13 +899,13 @@ static void create_params_free(void *userdata)
         free(p->state_dir);
         free(p->final_dir);
         free(p->image_rootfs);
-        free(p->kernel_initramfs);
         free(p->guest.hostname);
         strv_free(p->guest.argv);
         strv_free(p->guest.env);
         free(p->guest.workdir);
         free(p->guest.user);
         free(p->guest.agent_port);
+        vm_work_disk_spec_done(&p->work);
         vm_boot_params_done(&p->boot);
         free(p->catalog_url);
         free(p->arch);
@@ -949,10 +950,25 @@ static int fill_image_params(CreateParams *p, const ImageInfo *info, const char 
         return concat_argv(info->entrypoint, info->cmd, &p->guest.argv);
 }
 
+/* Generates the VM's host key in dir and builds its work disk there. */
+static int build_work_disk(CreateParams *p, const char *dir, char **ret_error)
+{
+        _cleanup_free_ char *config = NULL, *message = NULL;
+        int r;
+
+        r = guest_config_format(&p->guest, &config);
+        if (r >= 0)
+                r = vm_work_disk_build(dir, config, &p->work, p->record, &message);
+        if (r < 0 && asprintf(ret_error, "Failed to build the work disk of VM '%s': %s",
+                              p->record->name, message ?: strerror(-r)) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
 static int run_create(Job *j, void *userdata, char **ret_error)
 {
         CreateParams *p = userdata;
-        _cleanup_free_ char *tmp = NULL, *root = NULL, *initrd = NULL, *config = NULL, *json = NULL;
+        _cleanup_free_ char *tmp = NULL, *root = NULL, *json = NULL;
         int r;
 
         if (p->image_pull) {
@@ -975,8 +991,7 @@ static int run_create(Job *j, void *userdata, char **ret_error)
         if (r < 0)
                 return set_error_text(ret_error, "Failed to create a directory under '%s': %s",
                                       p->state_dir, r);
-        if (asprintf(&root, "%s/root.ext4", tmp) < 0 ||
-            asprintf(&initrd, "%s/initrd.img", tmp) < 0) {
+        if (asprintf(&root, "%s/root.ext4", tmp) < 0) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -988,14 +1003,9 @@ static int run_create(Job *j, void *userdata, char **ret_error)
                                p->record->image, r);
                 goto fail;
         }
-        r = guest_config_format(&p->guest, &config);
-        if (r >= 0)
-                r = initramfs_build_vm(p->kernel_initramfs, config, initrd);
-        if (r < 0) {
-                set_error_text(ret_error, "Failed to build the initramfs of VM '%s': %s",
-                               p->record->name, r);
+        r = build_work_disk(p, tmp, ret_error);
+        if (r < 0)
                 goto fail;
-        }
 
         p->record->state = VM_CREATED;
         r = vm_record_to_json(p->record, &json);
@@ -1062,9 +1072,10 @@ static int complete_create(Job *j, int result, const char *error, void *userdata
         r = manager_add_vm(m, p->final_dir, TAKE_PTR(p->record), &vm);
         if (r < 0)
                 return r;
-        log_field(LOG_INFO, "VM=%s", "Created VM '%s' from image '%s'", vm->record->name,
-                  vm->record->image);
+        log_field(LOG_INFO, "VM=%s", "Created VM '%s' from image '%s' with host key %s",
+                  vm->record->name, vm->record->image, vm->record->host_key_fingerprint);
         manager_emit_object_signal(m, "VMNew", vm->record->name, vm->path);
+        manager_update_known_hosts(m);
 
         if (p->start) {
                 vm->record->pid = p->pid;
@@ -1085,7 +1096,54 @@ typedef struct CreateSpec {
         uint32_t vcpus;
         uint32_t memory_mib;
         int start;
+        VmWorkDiskRequest work;
 } CreateSpec;
+
+static void create_spec_done(CreateSpec *spec)
+{
+        vm_work_disk_request_done(&spec->work);
+}
+
+/* Reads the value of a work disk key of the CreateVM spec. Returns 1 when key is one, 0 for
+ * another key, and -EINVAL for a value of the wrong type. */
+static int read_work_disk_key(sd_bus_message *message, const char *key, VmWorkDiskRequest *req)
+{
+        int r;
+
+        if (streq(key, "ssh_keys")) {
+                r = sd_bus_message_enter_container(message, 'v', "as");
+                if (r >= 0) {
+                        strv_free(req->ssh_keys);
+                        req->ssh_keys = NULL;
+                        r = sd_bus_message_read_strv(message, &req->ssh_keys);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(message);
+        } else if (streq(key, "work_size_mib"))
+                r = sd_bus_message_read(message, "v", "u", &req->size_mib);
+        else if (streq(key, "workspace"))
+                r = sd_bus_message_read(message, "v", "h", &req->workspace_fd);
+        else if (streq(key, "workspace_name"))
+                r = sd_bus_message_read(message, "v", "s", &req->workspace_name);
+        else if (streq(key, "workspace_path"))
+                r = sd_bus_message_read(message, "v", "s", &req->workspace_path);
+        else if (streq(key, "workspace_digest"))
+                r = sd_bus_message_read(message, "v", "s", &req->workspace_digest);
+        else
+                return 0;
+        return r < 0 ? -EINVAL : 1;
+}
+
+static const char *work_disk_key_type(const char *key)
+{
+        if (streq(key, "ssh_keys"))
+                return "as";
+        if (streq(key, "work_size_mib"))
+                return "u";
+        if (streq(key, "workspace"))
+                return "h";
+        return "s";
+}
 
 static int read_create_spec(sd_bus_message *message, CreateSpec *spec, sd_bus_error *error)
 {
@@ -1100,6 +1158,18 @@ static int read_create_spec(sd_bus_message *message, CreateSpec *spec, sd_bus_er
                 r = sd_bus_message_read(message, "s", &key);
                 if (r < 0)
                         return r;
+                r = read_work_disk_key(message, key, &spec->work);
+                if (r < 0)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "CreateVM spec key '%s' must have type '%s'", key,
+                                                 work_disk_key_type(key));
+                if (r > 0) {
+                        r = sd_bus_message_exit_container(message);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+
                 if (streq(key, "image") || streq(key, "kernel"))
                         type = "s";
                 else if (streq(key, "vcpus") || streq(key, "memory-mib"))
@@ -1109,8 +1179,10 @@ static int read_create_spec(sd_bus_message *message, CreateSpec *spec, sd_bus_er
                 else
                         return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                                  "Unknown CreateVM spec key '%s': the keys are "
-                                                 "'image', 'kernel', 'vcpus', 'memory-mib' and "
-                                                 "'start'",
+                                                 "'image', 'kernel', 'vcpus', 'memory-mib', "
+                                                 "'start', 'ssh_keys', 'work_size_mib', "
+                                                 "'workspace', 'workspace_name', "
+                                                 "'workspace_path' and 'workspace_digest'",
                                                  key);
 
                 if (streq(key, "image"))
@@ -1143,12 +1215,17 @@ static bool strings_equal(const char *a, const char *b)
         return streq(a, b);
 }
 
-/* Compares a CreateVM request with the one that started the running job p. */
-static bool create_matches(const CreateParams *p, uid_t uid, const CreateSpec *spec)
+/* Compares a CreateVM request with the one that started the running job p. A request with a
+ * workspace never matches: its tar stream is its own. */
+static bool create_matches(const CreateParams *p, uid_t uid, const CreateSpec *spec,
+                           const VmWorkDiskSpec *work)
 {
         return p->record->owner == uid && strings_equal(p->request_image, spec->image) &&
                strings_equal(p->request_kernel, spec->kernel) && p->record->vcpus == spec->vcpus &&
-               p->record->memory_mib == spec->memory_mib && p->start == !!spec->start;
+               p->record->memory_mib == spec->memory_mib && p->start == !!spec->start &&
+               p->work.size_mib == work->size_mib &&
+               streq(p->work.authorized_keys, work->authorized_keys) && p->work.workspace_fd < 0 &&
+               work->workspace_fd < 0;
 }
 
 static Kernel *default_kernel(Manager *m)
@@ -1252,6 +1329,19 @@ int manager_pick_slot(Manager *m, unsigned *ret)
         return vm_slot_pick(used, n, ret);
 }
 
+/* Copies the workspace of a checked request into the record. */
+static int record_set_workspace(VmRecord *rec, const VmWorkDiskRequest *req)
+{
+        if (req->workspace_fd < 0)
+                return 0;
+        rec->workspace_name = strdup(req->workspace_name);
+        rec->workspace_path = strdup(req->workspace_path);
+        rec->workspace_digest = strdup(req->workspace_digest);
+        if (!rec->workspace_name || !rec->workspace_path || !rec->workspace_digest)
+                return -ENOMEM;
+        return 0;
+}
+
 static int new_record(const char *name, uid_t owner, const char *image_name,
                       const char *kernel_name, VmBackend backend, const CreateSpec *spec,
                       VmRecord **ret)
@@ -1282,6 +1372,11 @@ static int new_record(const char *name, uid_t owner, const char *image_name,
         if (r < 0 || !rec->name || !rec->id || !rec->image || !rec->kernel || !rec->backend) {
                 vm_record_free(rec);
                 return r < 0 ? r : -ENOMEM;
+        }
+        r = record_set_workspace(rec, &spec->work);
+        if (r < 0) {
+                vm_record_free(rec);
+                return r;
         }
         *ret = rec;
         return 0;
@@ -1328,8 +1423,6 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
                         return r;
                 kernel_dir = pull_dir;
         }
-        if (asprintf(&p->kernel_initramfs, "%s/initramfs.img", kernel_dir) < 0)
-                return -ENOMEM;
         if (image) {
                 r = fill_image_params(p, image->info, image->dir);
                 if (r < 0)
@@ -1353,18 +1446,23 @@ static int fill_create_params(Manager *m, CreateParams *p, Image *image, Kernel 
         if (!p->boot.name || !p->boot.qemu_path || !p->boot.firecracker_path || !p->boot.vm_dir ||
             !p->boot.unit || !p->boot.kernel_path || !p->boot.runtime_dir)
                 return -ENOMEM;
+        r = vm_boot_params_set_disks(&p->boot, kernel_dir, true);
+        if (r < 0)
+                return r;
         return vm_boot_params_set_network(&p->boot, rec);
 }
 
 static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        _cleanup_free_ char *bad_name = NULL, *image_name = NULL;
+        _cleanup_free_ char *bad_name = NULL, *image_name = NULL, *bad_work = NULL;
+        _cleanup_(vm_work_disk_spec_done) VmWorkDiskSpec work = { .workspace_fd = -EBADF };
         Manager *m = userdata;
-        CreateSpec spec = {
+        _cleanup_(create_spec_done) CreateSpec spec = {
                 .vcpus = m->config->default_vcpus,
                 .memory_mib = m->config->default_memory_mib,
                 .start = true,
+                .work.workspace_fd = -EBADF,
         };
         const char *name;
         CreateParams *p;
@@ -1382,6 +1480,13 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                 return r;
         if (vm_name_check(name, &bad_name) < 0)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s", bad_name);
+        r = vm_work_disk_spec_from_request(name, &spec.work, m->config->default_work_disk_mib,
+                                           &work, &bad_work);
+        if (r == -EINVAL)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s",
+                                         strempty(bad_work));
+        if (r < 0)
+                return r;
 
         r = polkit_check(message, ACTION_VM_MANAGE, name, "create", error);
         if (r < 0)
@@ -1398,7 +1503,7 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
          * request, so no user takes over another user's create or loses a setting. */
         j = job_manager_find_running(m->jobs, "create-vm", name);
         if (j) {
-                if (create_matches(j->userdata, uid, &spec))
+                if (create_matches(j->userdata, uid, &spec, &work))
                         return reply_job(message, j);
                 return sd_bus_error_setf(error, BUS_ERROR_EXISTS,
                                          "A create of VM '%s' is in progress with other "
@@ -1424,6 +1529,8 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         p = calloc(1, sizeof(CreateParams));
         if (!p)
                 return -ENOMEM;
+        p->work = work;
+        work = (VmWorkDiskSpec){ .workspace_fd = -EBADF };
         p->manager = m;
         p->start = spec.start;
         p->request_image = strdup(spec.image);

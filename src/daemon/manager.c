@@ -9,6 +9,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "strv.h"
+#include "vm-workdisk.h"
 #include "vm.h"
 
 #define RECORD_SIZE_MAX (1024 * 1024)
@@ -334,7 +335,28 @@ int manager_load(Manager *m)
 
         for (Vm *vm = m->vms; vm; vm = vm->next)
                 vm_reconcile(vm);
+        /* Repairs a file that a killed bangerd left out of date. */
+        manager_update_known_hosts(m);
         return 0;
+}
+
+void manager_update_known_hosts(Manager *m)
+{
+        _cleanup_free_ VmRecord **records = NULL;
+        size_t n = 0;
+        int r;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next)
+                n++;
+        records = calloc(n ?: 1, sizeof(VmRecord *));
+        n = 0;
+        for (Vm *vm = m->vms; records && vm; vm = vm->next)
+                records[n++] = vm->record;
+
+        r = records ? vm_known_hosts_write(m->config->state_dir, records, n) : -ENOMEM;
+        if (r < 0)
+                log_warning_errno(r, "Failed to write '%s/%s', ignoring: %m", m->config->state_dir,
+                                  VM_KNOWN_HOSTS);
 }
 
 bool manager_is_busy(Manager *m)

@@ -108,6 +108,10 @@ void manager_remove_vm(Manager *m, Vm *vm);
 /* True while a job, task or VM operation runs. */
 bool manager_is_busy(Manager *m);
 
+/* Rewrites STATE/ssh/known_hosts from the host keys of all VMs, after a VM was created or
+ * deleted. A failure is logged as a warning: ssh to new VMs fails until the next rewrite. */
+void manager_update_known_hosts(Manager *m);
+
 /* The smallest network slot that no VM and no CreateVM in flight holds. Returns -ENOSPC when
  * every slot is taken. In manager-dbus.c, beside the create job it reads. */
 int manager_pick_slot(Manager *m, unsigned *ret);

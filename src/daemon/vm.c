@@ -23,6 +23,7 @@
 #include "macro.h"
 #include "qmp.h"
 #include "scope.h"
+#include "vm-workdisk.h"
 #include "vm.h"
 
 #define SCOPE_TIMEOUT_USEC    (30 * USEC_PER_SEC)
@@ -42,6 +43,8 @@ void vm_boot_params_done(VmBootParams *p)
         free(p->qemu_path);
         free(p->firecracker_path);
         free(p->kernel_path);
+        free(p->initrd_path);
+        free(p->work_disk_path);
         free(p->vm_dir);
         free(p->runtime_dir);
         free(p->unit);
@@ -203,6 +206,24 @@ int vm_boot_params_init(Vm *vm, VmBootParams *p)
                 vm_boot_params_done(p);
                 return -ENOMEM;
         }
+        r = vm_boot_params_set_disks(p, k->dir, vm->record->work_size_mib > 0);
+        if (r < 0) {
+                vm_boot_params_done(p);
+                return r;
+        }
+        return 0;
+}
+
+int vm_boot_params_set_disks(VmBootParams *p, const char *kernel_dir, bool work_disk)
+{
+        free(p->initrd_path);
+        free(p->work_disk_path);
+        p->work_disk_path = NULL;
+        if (!work_disk)
+                return asprintf(&p->initrd_path, "%s/initrd.img", p->vm_dir) < 0 ? -ENOMEM : 0;
+        if (asprintf(&p->initrd_path, "%s/initramfs.img", kernel_dir) < 0 ||
+            asprintf(&p->work_disk_path, "%s/" VM_WORK_DISK_NAME, p->vm_dir) < 0)
+                return -ENOMEM;
         return 0;
 }
 
@@ -388,7 +409,6 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                      char **ret_error)
 {
         _cleanup_free_ char *root = path_join(p->vm_dir, "root.ext4");
-        _cleanup_free_ char *initrd = path_join(p->vm_dir, "initrd.img");
         _cleanup_free_ char *console = path_join(p->vm_dir, "console.log");
         _cleanup_free_ char *qemu_log = path_join(p->vm_dir, "qemu.log");
         _cleanup_free_ char *qmp = path_join(p->runtime_dir, "qmp.sock");
@@ -398,7 +418,7 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
         pid_t pid;
         int r;
 
-        if (!root || !initrd || !console || !qemu_log || !qmp || !agent || !console_socket)
+        if (!root || !console || !qemu_log || !qmp || !agent || !console_socket)
                 return -ENOMEM;
 
         r = mkdir_p(p->runtime_dir, 0750);
@@ -415,8 +435,9 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
         QemuConfig c = {
                 .binary = p->qemu_path,
                 .kernel = p->kernel_path,
-                .initrd = initrd,
+                .initrd = p->initrd_path,
                 .root_disk = root,
+                .work_disk = p->work_disk_path,
                 .console_log = console,
                 .console_socket = console_socket,
                 .qmp_socket = qmp,

@@ -37,7 +37,11 @@ struct VmBootParams {
         unsigned vcpus;
         unsigned memory_mib;
         char *kernel_path; /* kernels/K/vmlinux */
-        /* vms/NAME: root.ext4, initrd.img, console.log, and qemu.log or firecracker.log */
+        /* kernels/K/initramfs.img, or vms/NAME/initrd.img for a VM made before work disks,
+         * whose initramfs carries its configuration */
+        char *initrd_path;
+        char *work_disk_path; /* vms/NAME/work.ext4, NULL for a VM made before work disks */
+        /* vms/NAME: root.ext4, work.ext4, console.log, and qemu.log or firecracker.log */
         char *vm_dir;
         /* RUNTIME/vms/NAME: qmp.sock and agent.sock, or firecracker.sock and vsock.sock */
         char *runtime_dir;
@@ -54,6 +58,9 @@ struct VmBootParams {
 };
 
 void vm_boot_params_done(VmBootParams *p);
+/* Sets the initramfs and the work disk from the directories of the kernel and the VM (p->vm_dir),
+ * for a VM with a work disk or one made before work disks. */
+int vm_boot_params_set_disks(VmBootParams *p, const char *kernel_dir, bool work_disk);
 /* Copies the slot, MAC address and port forwards of rec into p. */
 int vm_boot_params_set_network(VmBootParams *p, const VmRecord *rec);
 /* Fills p from the VM on the loop. A VM whose record predates networking gets a slot here,
