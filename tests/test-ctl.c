@@ -67,6 +67,16 @@ static const GoodCase good_cases[] = {
           CTL_VM_EXEC,
           "dev1" },
         { { "vm", "console-log", "dev1" }, CTL_ACTION_RUN, CTL_VM_CONSOLE_LOG, "dev1" },
+        { { "vm", "port", "add", "dev1", "8080:80" }, CTL_ACTION_RUN, CTL_VM_PORT_ADD, "dev1" },
+        { { "vm", "port", "add", "dev1", "5353:53/udp", "--no-ask-password" },
+          CTL_ACTION_RUN,
+          CTL_VM_PORT_ADD,
+          "dev1" },
+        { { "vm", "port", "list", "--json", "dev1" }, CTL_ACTION_RUN, CTL_VM_PORT_LIST, "dev1" },
+        { { "vm", "port", "rm", "dev1", "5353/udp" }, CTL_ACTION_RUN, CTL_VM_PORT_RM, "dev1" },
+        { { "vm", "prune" }, CTL_ACTION_RUN, CTL_VM_PRUNE, NULL },
+        { { "vm", "prune", "--all", "--json" }, CTL_ACTION_RUN, CTL_VM_PRUNE, NULL },
+        { { "vm", "port", "add", "--help" }, CTL_ACTION_HELP, CTL_VM_PORT_ADD, NULL },
         /* "--" ends the options, so a name may start with a dash. */
         { { "image", "rm", "--", "-odd" }, CTL_ACTION_RUN, CTL_IMAGE_RM, "-odd" },
         { { "--help" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
@@ -159,7 +169,133 @@ static const BadCase bad_cases[] = {
           CTL_VM_EXEC },
         { { "vm", "exec", "dev1", "--", "ls", "--cwd" }, NULL, CTL_VM_EXEC },
         { { "vm", "bogus", "--help" }, "unknown command 'vm bogus'", _CTL_VERB_INVALID },
+        { { "vm", "port" }, "missing command after 'vm port'", _CTL_VERB_INVALID },
+        { { "vm", "port", "frob", "dev1" }, "unknown command 'vm port frob'", _CTL_VERB_INVALID },
+        { { "vm", "port", "add", "dev1" },
+          "missing HOSTPORT:GUESTPORT[/tcp|/udp]",
+          CTL_VM_PORT_ADD },
+        { { "vm", "port", "add" }, "missing NAME", CTL_VM_PORT_ADD },
+        { { "vm", "port", "add", "dev1", "80" },
+          "invalid port forward '80': expected HOSTPORT:GUESTPORT[/tcp|/udp], such as 8080:80 or "
+          "5353:53/udp",
+          CTL_VM_PORT_ADD },
+        { { "vm", "port", "add", "dev1", "80:80", "x" },
+          "unexpected argument 'x'",
+          CTL_VM_PORT_ADD },
+        { { "vm", "port", "rm", "dev1" }, "missing HOSTPORT[/tcp|/udp]", CTL_VM_PORT_RM },
+        { { "vm", "port", "rm", "dev1", "80:80" },
+          "invalid port forward '80:80': expected HOSTPORT[/tcp|/udp], such as 8080 or 5353/udp",
+          CTL_VM_PORT_RM },
+        { { "vm", "port", "list", "--all", "dev1" },
+          "option '--all' is not valid for 'vm port list'",
+          CTL_VM_PORT_LIST },
+        { { "vm", "port", "list", "dev1", "80" }, "unexpected argument '80'", CTL_VM_PORT_LIST },
+        { { "vm", "prune", "dev1" }, "unexpected argument 'dev1'", CTL_VM_PRUNE },
+        { { "vm", "prune", "--force" },
+          "option '--force' is not valid for 'vm prune'",
+          CTL_VM_PRUNE },
+        { { "vm", "list", "--all" }, "option '--all' is not valid for 'vm list'", CTL_VM_LIST },
 };
+
+typedef struct GoodPortCase {
+        const char *spec;
+        bool with_guest;
+        const char *proto;
+        uint16_t host_port;
+        uint16_t guest_port;
+} GoodPortCase;
+
+static const GoodPortCase good_port_cases[] = {
+        { "8080:80", true, "tcp", 8080, 80 },     { "8080:80/udp", true, "udp", 8080, 80 },
+        { "8080:80/tcp", true, "tcp", 8080, 80 }, { "1:65535", true, "tcp", 1, 65535 },
+        { "0080:08", true, "tcp", 80, 8 },        { "80", false, "tcp", 80, 0 },
+        { "5353/udp", false, "udp", 5353, 0 },
+};
+
+START_TEST(test_port_spec_good)
+{
+        const GoodPortCase *c = &good_port_cases[_i];
+        CtlPortSpec spec = { 0 };
+        char *error = NULL;
+
+        ck_assert_int_eq(ctl_port_spec_parse(c->spec, c->with_guest, &spec, &error), 0);
+        ck_assert_ptr_null(error);
+        ck_assert_str_eq(spec.proto, c->proto);
+        ck_assert_uint_eq(spec.host_port, c->host_port);
+        ck_assert_uint_eq(spec.guest_port, c->guest_port);
+}
+END_TEST
+
+typedef struct BadPortCase {
+        const char *spec;
+        bool with_guest;
+        const char *error;
+} BadPortCase;
+
+static const BadPortCase bad_port_cases[] = {
+        { "0:80", true,
+          "invalid port forward '0:80': host port '0' is not a number from 1 to 65535" },
+        { "65536:80", true,
+          "invalid port forward '65536:80': host port '65536' is not a number from 1 to 65535" },
+        { "99999999999999999999:80", true,
+          "invalid port forward '99999999999999999999:80': host port '99999999999999999999' is not "
+          "a number from 1 to 65535" },
+        { "80:0", true,
+          "invalid port forward '80:0': guest port '0' is not a number from 1 to 65535" },
+        { "80:65536", true,
+          "invalid port forward '80:65536': guest port '65536' is not a number from 1 to 65535" },
+        { "80", true,
+          "invalid port forward '80': expected HOSTPORT:GUESTPORT[/tcp|/udp], such as 8080:80 or "
+          "5353:53/udp" },
+        { "", true,
+          "invalid port forward '': expected HOSTPORT:GUESTPORT[/tcp|/udp], such as 8080:80 or "
+          "5353:53/udp" },
+        { "80:", true, "invalid port forward '80:': missing the guest port" },
+        { ":80", true, "invalid port forward ':80': missing the host port" },
+        { "a:b", true,
+          "invalid port forward 'a:b': host port 'a' is not a number from 1 to 65535" },
+        { "80:b", true,
+          "invalid port forward '80:b': guest port 'b' is not a number from 1 to 65535" },
+        { "-1:80", true,
+          "invalid port forward '-1:80': host port '-1' is not a number from 1 to 65535" },
+        { "+80:80", true,
+          "invalid port forward '+80:80': host port '+80' is not a number from 1 to 65535" },
+        { " 80:80", true,
+          "invalid port forward ' 80:80': host port ' 80' is not a number from 1 to 65535" },
+        { "80:80 ", true,
+          "invalid port forward '80:80 ': guest port '80 ' is not a number from 1 to 65535" },
+        { "80:80:80", true,
+          "invalid port forward '80:80:80': guest port '80:80' is not a number from 1 to 65535" },
+        { "80:80/sctp", true,
+          "invalid port forward '80:80/sctp': protocol 'sctp' is not supported, use /tcp or /udp" },
+        { "80:80/UDP", true,
+          "invalid port forward '80:80/UDP': protocol 'UDP' is not supported, use /tcp or /udp" },
+        { "80:80/udp/x", true,
+          "invalid port forward '80:80/udp/x': protocol 'udp/x' is not supported, use /tcp or "
+          "/udp" },
+        { "80:80/", true,
+          "invalid port forward '80:80/': missing the protocol after '/', use /tcp or /udp" },
+        { "/udp", false, "invalid port forward '/udp': missing the host port" },
+        { "0", false, "invalid port forward '0': host port '0' is not a number from 1 to 65535" },
+        { "80:80", false,
+          "invalid port forward '80:80': expected HOSTPORT[/tcp|/udp], such as 8080 or 5353/udp" },
+};
+
+START_TEST(test_port_spec_bad)
+{
+        const BadPortCase *c = &bad_port_cases[_i];
+        CtlPortSpec spec = { .proto = "unset", .host_port = 7, .guest_port = 7 };
+        char *error = NULL;
+
+        ck_assert_int_eq(ctl_port_spec_parse(c->spec, c->with_guest, &spec, &error), -EINVAL);
+        ck_assert_str_eq(error, c->error);
+        /* A failed parse leaves the output alone. */
+        ck_assert_str_eq(spec.proto, "unset");
+        ck_assert_uint_eq(spec.host_port, 7);
+        ck_assert_uint_eq(spec.guest_port, 7);
+        free(error);
+}
+END_TEST
 
 static int words_to_argv(const char *const *words, char *argv[])
 {
@@ -274,6 +410,43 @@ START_TEST(test_parse_exec_command)
 }
 END_TEST
 
+START_TEST(test_parse_port_values)
+{
+        char *add[] = { "bangerctl", "vm", "port", "add", "web", "8080:80/udp", NULL };
+        char *rm[] = { "bangerctl", "vm", "port", "rm", "web", "8080", NULL };
+        char *prune[] = { "bangerctl", "vm", "prune", "--all", NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(add) - 1, add), 0);
+        ck_assert_str_eq(args.subgroup, "port");
+        ck_assert_str_eq(args.name, "web");
+        ck_assert_str_eq(args.port.proto, "udp");
+        ck_assert_uint_eq(args.port.host_port, 8080);
+        ck_assert_uint_eq(args.port.guest_port, 80);
+        ctl_args_done(&args);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(rm) - 1, rm), 0);
+        ck_assert_int_eq(args.verb, CTL_VM_PORT_RM);
+        ck_assert_str_eq(args.port.proto, "tcp");
+        ck_assert_uint_eq(args.port.host_port, 8080);
+        ck_assert_uint_eq(args.port.guest_port, 0);
+        ctl_args_done(&args);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(prune) - 1, prune), 0);
+        ck_assert_int_eq(args.verb, CTL_VM_PRUNE);
+        ck_assert_ptr_null(args.subgroup);
+        ck_assert(args.all);
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_PRUNE));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_PORT_ADD));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_PORT_RM));
+        ck_assert(!ctl_verb_needs_authorization(CTL_VM_PORT_LIST));
+        ctl_args_done(&args);
+}
+END_TEST
+
 START_TEST(test_parse_flags)
 {
         char *argv[] = { "bangerctl", "--no-ask-password", "vm", "stop", "-f", "dev1", NULL };
@@ -328,6 +501,25 @@ START_TEST(test_usage_error_shows_verb)
         ck_assert_str_eq(text, "bangerctl: missing '--' before the command 'ls'\n"
                                "Usage: bangerctl vm exec [--env KEY=VALUE]... [--cwd DIR] NAME "
                                "-- CMD [ARG...]\n");
+        free(text);
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_usage_error_lists_subgroup)
+{
+        char *argv[] = { "bangerctl", "vm", "port", NULL };
+        CtlArgs args;
+        char *text;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), -EINVAL);
+        text = capture(ctl_print_usage_error, &args);
+        ck_assert_str_eq(text, "bangerctl: missing command after 'vm port'\n"
+                               "Usage:\n"
+                               "  bangerctl vm port add NAME HOSTPORT:GUESTPORT[/tcp|/udp]\n"
+                               "  bangerctl vm port list [--json] NAME\n"
+                               "  bangerctl vm port rm NAME HOSTPORT[/tcp|/udp]\n");
         free(text);
         ctl_args_done(&args);
 }
@@ -471,6 +663,16 @@ START_TEST(test_format_timestamp)
 }
 END_TEST
 
+START_TEST(test_format_port_forward)
+{
+        char buf[FORMAT_FORWARD_MAX];
+
+        ck_assert_str_eq(format_port_forward(buf, sizeof(buf), "tcp", 8080, 80), "8080:80/tcp");
+        ck_assert_str_eq(format_port_forward(buf, sizeof(buf), "udp", 65535, 65535),
+                         "65535:65535/udp");
+}
+END_TEST
+
 START_TEST(test_table_aligns_columns)
 {
         static const char *const header[] = { "NAME", "STATE", "IMAGE" };
@@ -511,6 +713,10 @@ static Suite *ctl_suite(void)
         tcase_add_test(tc, test_parse_image_import_values);
         tcase_add_test(tc, test_parse_exec_command);
         tcase_add_test(tc, test_parse_flags);
+        tcase_add_test(tc, test_parse_port_values);
+        tcase_add_loop_test(tc, test_port_spec_good, 0, ELEMENTSOF(good_port_cases));
+        tcase_add_loop_test(tc, test_port_spec_bad, 0, ELEMENTSOF(bad_port_cases));
+        tcase_add_test(tc, test_usage_error_lists_subgroup);
         tcase_add_test(tc, test_verbs_needing_authorization);
         tcase_add_test(tc, test_usage_error_shows_verb);
         tcase_add_test(tc, test_help_lists_every_verb);
@@ -522,6 +728,7 @@ static Suite *ctl_suite(void)
         tcase_add_test(tc, test_format_progress_plain);
         tcase_add_loop_test(tc, test_format_progress_bar, 0, ELEMENTSOF(bar_cases));
         tcase_add_test(tc, test_format_timestamp);
+        tcase_add_test(tc, test_format_port_forward);
         tcase_add_test(tc, test_table_aligns_columns);
         suite_add_tcase(s, tc);
         return s;

@@ -32,6 +32,10 @@ static const VerbFunction verb_functions[_CTL_VERB_MAX] = {
         [CTL_VM_SHOW] = verb_vm_show,
         [CTL_VM_EXEC] = verb_vm_exec,
         [CTL_VM_CONSOLE_LOG] = verb_vm_console_log,
+        [CTL_VM_PORT_ADD] = verb_vm_port_add,
+        [CTL_VM_PORT_LIST] = verb_vm_port_list,
+        [CTL_VM_PORT_RM] = verb_vm_port_rm,
+        [CTL_VM_PRUNE] = verb_vm_prune,
 };
 
 static int run(const CtlArgs *args)

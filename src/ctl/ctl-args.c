@@ -26,6 +26,7 @@ typedef enum CtlOption {
         OPT_ENV = 1u << 12,
         OPT_CWD = 1u << 13,
         OPT_FORMAT = 1u << 14,
+        OPT_ALL = 1u << 15,
 } CtlOption;
 
 /* Options every verb accepts. */
@@ -59,6 +60,8 @@ static const OptionInfo option_table[] = {
         { OPT_CWD, "cwd", 0, "DIR", "Working directory of the command in the guest" },
         { OPT_FORMAT, "format", 0, "FORMAT",
           "Source format: oci-layout, docker-archive or rootfs (default: detected)" },
+        { OPT_ALL, "all", 0, NULL,
+          "Also remove other users' VMs (needs authorization 'org.banger1.vm.manage-any')" },
 };
 
 typedef struct VerbInfo {
@@ -108,6 +111,14 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
                           "Run a command in a VM and exit with its status" },
         [CTL_VM_CONSOLE_LOG] = { "vm", "console-log", 0, "NAME", "NAME",
                                  "Print the console log of a VM" },
+        [CTL_VM_PORT_ADD] = { "vm", "port add", 0, "NAME", "NAME HOSTPORT:GUESTPORT[/tcp|/udp]",
+                              "Forward a host port to a port of the VM" },
+        [CTL_VM_PORT_LIST] = { "vm", "port list", OPT_JSON, "NAME", "[--json] NAME",
+                               "List the port forwards of a VM" },
+        [CTL_VM_PORT_RM] = { "vm", "port rm", 0, "NAME", "NAME HOSTPORT[/tcp|/udp]",
+                             "Remove a port forward" },
+        [CTL_VM_PRUNE] = { "vm", "prune", OPT_ALL | OPT_JSON, NULL, "[--all] [--json]",
+                           "Remove the VMs that are created, stopped or failed" },
 };
 
 static const char *const group_table[] = { "image", "kernel", "vm" };
@@ -121,6 +132,7 @@ bool ctl_verb_needs_authorization(CtlVerb verb)
         case CTL_KERNEL_SHOW:
         case CTL_VM_LIST:
         case CTL_VM_SHOW:
+        case CTL_VM_PORT_LIST:
                 return false;
         default:
                 return true;
@@ -157,6 +169,35 @@ static CtlVerb verb_lookup(const char *group, const char *s)
         return _CTL_VERB_INVALID;
 }
 
+/* Returns true when the name of verb is two words and the first is subgroup. */
+static bool verb_in_subgroup(CtlVerb verb, const char *subgroup)
+{
+        size_t len = strlen(subgroup);
+
+        return strneq(verb_table[verb].name, subgroup, len) && verb_table[verb].name[len] == ' ';
+}
+
+static bool group_has_subgroup(const char *group, const char *subgroup)
+{
+        for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++)
+                if (streq(verb_table[v].group, group) && verb_in_subgroup(v, subgroup))
+                        return true;
+        return false;
+}
+
+/* The second positional argument of the verbs that take a port forward, NULL for others. */
+static const char *port_spec_argument(CtlVerb verb)
+{
+        switch (verb) {
+        case CTL_VM_PORT_ADD:
+                return "HOSTPORT:GUESTPORT[/tcp|/udp]";
+        case CTL_VM_PORT_RM:
+                return "HOSTPORT[/tcp|/udp]";
+        default:
+                return NULL;
+        }
+}
+
 void ctl_args_init(CtlArgs *args, bool ask_password)
 {
         *args = (CtlArgs){
@@ -173,6 +214,17 @@ void ctl_args_done(CtlArgs *args)
         args->error = NULL;
 }
 
+/* Formats a usage error into *ret. Returns -EINVAL, or -ENOMEM when formatting fails. */
+__attribute__((format(printf, 2, 0))) static int format_error(char **ret, const char *format,
+                                                              va_list ap)
+{
+        if (vasprintf(ret, format, ap) < 0) {
+                *ret = NULL;
+                return -ENOMEM;
+        }
+        return -EINVAL;
+}
+
 /* Records the first usage error only, because later ones usually follow from it. */
 __attribute__((format(printf, 2, 3))) static int args_fail(CtlArgs *args, const char *format, ...)
 {
@@ -183,13 +235,9 @@ __attribute__((format(printf, 2, 3))) static int args_fail(CtlArgs *args, const 
                 return -EINVAL;
 
         va_start(ap, format);
-        r = vasprintf(&args->error, format, ap);
+        r = format_error(&args->error, format, ap);
         va_end(ap);
-        if (r < 0) {
-                args->error = NULL;
-                return -ENOMEM;
-        }
-        return -EINVAL;
+        return r;
 }
 
 static const OptionInfo *option_lookup_long(const char *name, size_t len)
@@ -227,6 +275,94 @@ static int parse_positive_u32(const char *s, uint32_t *ret)
         return 0;
 }
 
+/* Parses a port number from 1 to 65535 in the first len bytes of s, decimal digits only. */
+static int parse_port(const char *s, size_t len, uint16_t *ret)
+{
+        unsigned v = 0;
+
+        if (len == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned)(s[i] - '0');
+                if (v > UINT16_MAX)
+                        return -ERANGE;
+        }
+        if (v == 0)
+                return -ERANGE;
+        *ret = (uint16_t)v;
+        return 0;
+}
+
+__attribute__((format(printf, 2, 3))) static int port_spec_fail(char **ret_error,
+                                                                const char *format, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = format_error(ret_error, format, ap);
+        va_end(ap);
+        return r;
+}
+
+static int parse_port_part(const char *spec, const char *part, size_t len, const char *which,
+                           uint16_t *ret, char **ret_error)
+{
+        if (len == 0)
+                return port_spec_fail(ret_error, "invalid port forward '%s': missing the %s port",
+                                      spec, which);
+        if (parse_port(part, len, ret) < 0)
+                return port_spec_fail(ret_error,
+                                      "invalid port forward '%s': %s port '%.*s' is not a number "
+                                      "from 1 to 65535",
+                                      spec, which, (int)len, part);
+        return 0;
+}
+
+int ctl_port_spec_parse(const char *s, bool with_guest, CtlPortSpec *ret, char **ret_error)
+{
+        const char *form = with_guest ? "HOSTPORT:GUESTPORT[/tcp|/udp], such as 8080:80 or "
+                                        "5353:53/udp"
+                                      : "HOSTPORT[/tcp|/udp], such as 8080 or 5353/udp";
+        const char *slash = strchr(s, '/'), *colon;
+        size_t ports_len = slash ? (size_t)(slash - s) : strlen(s), host_len;
+        CtlPortSpec spec = { .proto = "tcp" };
+        int r;
+
+        if (slash && slash[1] == '\0')
+                return port_spec_fail(ret_error,
+                                      "invalid port forward '%s': missing the protocol after "
+                                      "'/', use /tcp or /udp",
+                                      s);
+        if (slash && streq(slash + 1, "udp"))
+                spec.proto = "udp";
+        else if (slash && !streq(slash + 1, "tcp"))
+                return port_spec_fail(ret_error,
+                                      "invalid port forward '%s': protocol '%s' is not supported, "
+                                      "use /tcp or /udp",
+                                      s, slash + 1);
+
+        colon = memchr(s, ':', ports_len);
+        if (!!colon != with_guest)
+                return port_spec_fail(ret_error, "invalid port forward '%s': expected %s", s, form);
+
+        host_len = colon ? (size_t)(colon - s) : ports_len;
+        r = parse_port_part(s, s, host_len, "host", &spec.host_port, ret_error);
+        if (r < 0)
+                return r;
+        if (colon) {
+                r = parse_port_part(s, colon + 1, ports_len - host_len - 1, "guest",
+                                    &spec.guest_port, ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = spec;
+        return 0;
+}
+
 static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
 {
         switch (o->flag) {
@@ -248,6 +384,9 @@ static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
                 return 0;
         case OPT_NO_START:
                 args->no_start = true;
+                return 0;
+        case OPT_ALL:
+                args->all = true;
                 return 0;
         case OPT_VCPUS:
         case OPT_MEMORY:
@@ -339,9 +478,35 @@ static int option_parse(CtlArgs *args, int argc, char *const argv[], int *i)
         return (int)o->flag;
 }
 
+/* Recognises the verb word after the group, or after the subgroup of a two-word verb. */
+static int verb_add(CtlArgs *args, const char *word)
+{
+        char name[64];
+
+        if (args->subgroup) {
+                if (snprintf(name, sizeof(name), "%s %s", args->subgroup, word) < (int)sizeof(name))
+                        args->verb = verb_lookup(args->group, name);
+                if (args->verb < 0)
+                        return args_fail(args, "unknown command '%s %s %s'", args->group,
+                                         args->subgroup, word);
+                return 0;
+        }
+
+        args->verb = verb_lookup(args->group, word);
+        if (args->verb >= 0)
+                return 0;
+        if (group_has_subgroup(args->group, word)) {
+                args->subgroup = word;
+                return 0;
+        }
+        return args_fail(args, "unknown command '%s %s'", args->group, word);
+}
+
 static int positional_add(CtlArgs *args, unsigned n, const char *word)
 {
-        CtlVerb v;
+        /* Index of the first argument after the verb's words. */
+        unsigned first = args->subgroup ? 3 : 2;
+        int r;
 
         if (n == 0) {
                 args->group = group_lookup(word);
@@ -350,17 +515,21 @@ static int positional_add(CtlArgs *args, unsigned n, const char *word)
                 return 0;
         }
 
-        if (n == 1) {
-                v = verb_lookup(args->group, word);
-                if (v < 0)
-                        return args_fail(args, "unknown command '%s %s'", args->group, word);
-                args->verb = v;
+        if (args->verb < 0)
+                return verb_add(args, word);
+
+        if (n == first && verb_table[args->verb].argument) {
+                args->name = word;
                 return 0;
         }
 
-        if (n == 2 && verb_table[args->verb].argument) {
-                args->name = word;
-                return 0;
+        if (n == first + 1 && port_spec_argument(args->verb)) {
+                _cleanup_free_ char *error = NULL;
+
+                r = ctl_port_spec_parse(word, args->verb == CTL_VM_PORT_ADD, &args->port, &error);
+                if (r == -EINVAL)
+                        return args_fail(args, "%s", error);
+                return r;
         }
 
         if (args->verb == CTL_VM_EXEC)
@@ -393,12 +562,17 @@ static int check_arguments(CtlArgs *args)
 
         if (!args->group)
                 return args_fail(args, "missing command");
+        if (args->verb < 0 && args->subgroup)
+                return args_fail(args, "missing command after '%s %s'", args->group,
+                                 args->subgroup);
         if (args->verb < 0)
                 return args_fail(args, "missing command after '%s'", args->group);
 
         info = &verb_table[args->verb];
         if (info->argument && !args->name)
                 return args_fail(args, "missing %s", info->argument);
+        if (port_spec_argument(args->verb) && !args->port.proto)
+                return args_fail(args, "missing %s", port_spec_argument(args->verb));
         if (args->verb == CTL_VM_CREATE && !args->image)
                 return args_fail(args, "missing --image REF");
         if (args->verb == CTL_VM_EXEC && !args->command)
@@ -440,7 +614,7 @@ int ctl_args_parse(CtlArgs *args, int argc, char *const argv[])
                 if (r == -ENOMEM)
                         return r;
                 /* An unknown group or verb leaves nothing to attach later words to. */
-                if (r < 0 && n_positional <= 2)
+                if (r < 0 && args->verb < 0)
                         break;
         }
 
@@ -524,7 +698,8 @@ void ctl_print_usage_error(FILE *f, const CtlArgs *args)
         } else if (args->group) {
                 fprintf(f, "Usage:\n");
                 for (CtlVerb v = 0; v < _CTL_VERB_MAX; v++)
-                        if (streq(verb_table[v].group, args->group)) {
+                        if (streq(verb_table[v].group, args->group) &&
+                            (!args->subgroup || verb_in_subgroup(v, args->subgroup))) {
                                 fprintf(f, "  ");
                                 ctl_print_verb_usage(f, v);
                         }

@@ -28,6 +28,10 @@ typedef enum CtlVerb {
         CTL_VM_SHOW,
         CTL_VM_EXEC,
         CTL_VM_CONSOLE_LOG,
+        CTL_VM_PORT_ADD,
+        CTL_VM_PORT_LIST,
+        CTL_VM_PORT_RM,
+        CTL_VM_PRUNE,
         _CTL_VERB_MAX,
         _CTL_VERB_INVALID = -EINVAL,
 } CtlVerb;
@@ -38,17 +42,27 @@ typedef enum CtlAction {
         CTL_ACTION_VERSION, /* print the version, exit 0 */
 } CtlAction;
 
+/* A port forward as given on the command line. */
+typedef struct CtlPortSpec {
+        const char *proto; /* "tcp" or "udp", a static string */
+        uint16_t host_port;
+        uint16_t guest_port; /* 0 when the spec has no guest port */
+} CtlPortSpec;
+
 typedef struct CtlArgs {
         CtlAction action;
         /* The verb group ("vm") and verb that were recognised, also after a usage error, so
          * the caller can print the matching usage line. NULL and _CTL_VERB_INVALID when none. */
         const char *group;
         CtlVerb verb;
+        /* The first word of a two-word verb ("port" of "vm port add"), NULL for other verbs. */
+        const char *subgroup;
 
         bool json;
         bool ask_password;
         bool force;
         bool no_start;
+        bool all;
 
         /* The positional argument: NAME, REF or PATH. Points into argv. */
         const char *name;
@@ -62,6 +76,7 @@ typedef struct CtlArgs {
         uint32_t memory_mib;  /* 0 when not given */
         char **env;           /* --env KEY=VALUE, owned, NULL when none */
         char *const *command; /* vm exec: the words after "--", points into argv */
+        CtlPortSpec port;     /* vm port add and vm port rm */
 
         /* Usage error message, owned, set when ctl_args_parse() returns -EINVAL. */
         char *error;
@@ -74,6 +89,11 @@ void ctl_args_done(CtlArgs *args);
 /* Parses argv (argv[0] is the program name). Returns 0 on success, -EINVAL on a usage error
  * with args->error describing it, or -ENOMEM. */
 int ctl_args_parse(CtlArgs *args, int argc, char *const argv[]);
+
+/* Parses a port forward: "HOSTPORT:GUESTPORT[/tcp|/udp]" when with_guest is true, else
+ * "HOSTPORT[/tcp|/udp]". The protocol defaults to tcp. Returns 0, -EINVAL with *ret_error set
+ * to a message that names the value and the expected form, or -ENOMEM. */
+int ctl_port_spec_parse(const char *s, bool with_guest, CtlPortSpec *ret, char **ret_error);
 
 /* Returns true for verbs whose methods check polkit, false for the ones that only read. */
 bool ctl_verb_needs_authorization(CtlVerb verb);

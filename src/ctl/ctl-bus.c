@@ -407,6 +407,31 @@ int ctl_message_read_json(sd_bus_message *m, json_object **ret)
         return 0;
 }
 
+int ctl_get_property(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     const char *type, const char *what, sd_bus_message **ret_reply)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BANGER_SERVICE, path,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", interface, property);
+        if (r < 0)
+                return ctl_log_errno(r, "%s", what);
+
+        r = ctl_call(bus, m, 0, what, &reply);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_enter_container(reply, 'v', type);
+        if (r < 0)
+                return ctl_log_errno(r, "%s: property %s of '%s' is not of type '%s'", what,
+                                     property, path, type);
+        *ret_reply = TAKE_PTR(reply);
+        return 0;
+}
+
 int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, const char *what,
                        json_object **ret)
 {
@@ -471,7 +496,7 @@ int ctl_print_json(json_object *j)
         return 0;
 }
 
-static int print_list(const Table *t, json_object *array, bool json)
+static int print_rows(const Table *t, json_object *array, bool json)
 {
         int r;
 
@@ -487,21 +512,12 @@ static int print_list(const Table *t, json_object *array, bool json)
         return 0;
 }
 
-int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *const *header,
-             size_t n_columns, bool json, CtlReadRow read_row, const char *what)
+int ctl_print_array(sd_bus_message *reply, const char *row_type, const char *const *header,
+                    size_t n_columns, bool json, CtlReadRow read_row, const char *what)
 {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_table_free_ Table *t = NULL;
         json_object *array = NULL;
         int r;
-
-        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, method);
-        if (r < 0)
-                return r;
-
-        r = ctl_call(bus, m, 0, what, &reply);
-        if (r < 0)
-                return r;
 
         r = table_new(&t, header, n_columns);
         if (r >= 0 && json && !(array = json_object_new_array()))
@@ -520,7 +536,24 @@ int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *
                 return ctl_log_errno(r, "%s", what);
         }
 
-        return print_list(t, array, json);
+        return print_rows(t, array, json);
+}
+
+int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *const *header,
+             size_t n_columns, bool json, CtlReadRow read_row, const char *what)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = ctl_message_new(bus, &m, BANGER_MANAGER_PATH, BANGER_MANAGER_IFACE, method);
+        if (r < 0)
+                return r;
+
+        r = ctl_call(bus, m, 0, what, &reply);
+        if (r < 0)
+                return r;
+
+        return ctl_print_array(reply, row_type, header, n_columns, json, read_row, what);
 }
 
 struct JobWatch {
@@ -893,29 +926,40 @@ int ctl_run_job(sd_bus *bus, sd_bus_message *m, const char *what)
         return job_watch_wait(w, path, what);
 }
 
-int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const char *interface,
-                    const char *what, bool json)
+int ctl_print_properties(json_object *properties, bool json)
+{
+        if (json)
+                return ctl_print_json(properties);
+
+        json_object_object_foreach(properties, key, value) property_print(key, value);
+        if (fflush(stdout) != 0)
+                return ctl_log_errno(negative_errno(), "Failed to write to standard output");
+        return 0;
+}
+
+int ctl_get_object_properties(sd_bus *bus, const char *getter, const char *name,
+                              const char *interface, const char *what, json_object **ret)
 {
         _cleanup_free_ char *path = NULL;
-        json_object *properties = NULL;
         int r;
 
         r = ctl_get_object(bus, getter, name, what, &path);
         if (r < 0)
                 return r;
+        return ctl_get_properties(bus, path, interface, what, ret);
+}
 
-        r = ctl_get_properties(bus, path, interface, what, &properties);
+int ctl_show_object(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                    const char *what, bool json)
+{
+        json_object *properties = NULL;
+        int r;
+
+        r = ctl_get_object_properties(bus, getter, name, interface, what, &properties);
         if (r < 0)
                 return r;
 
-        if (json)
-                r = ctl_print_json(properties);
-        else {
-                json_object_object_foreach(properties, key, value) property_print(key, value);
-                if (fflush(stdout) != 0)
-                        r = ctl_log_errno(negative_errno(), "Failed to write to standard output");
-        }
-
+        r = ctl_print_properties(properties, json);
         json_object_put(properties);
         return r;
 }

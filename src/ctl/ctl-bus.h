@@ -60,6 +60,11 @@ int ctl_call(sd_bus *bus, sd_bus_message *m, uint64_t timeout_usec, const char *
 int ctl_get_object(sd_bus *bus, const char *getter, const char *name, const char *what,
                    char **ret_path);
 
+/* Reads property of interface on path. On success *ret_reply is positioned inside the variant,
+ * whose contents must have the signature type. */
+int ctl_get_property(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     const char *type, const char *what, sd_bus_message **ret_reply);
+
 /* Reads all properties of interface on path into a JSON object keyed by property name. */
 int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, const char *what,
                        json_object **ret);
@@ -67,6 +72,14 @@ int ctl_get_properties(sd_bus *bus, const char *path, const char *interface, con
 /* Converts the next complete value in m (of any D-Bus type) to JSON. Byte arrays become arrays
  * of numbers, and file descriptors become their number. */
 int ctl_message_read_json(sd_bus_message *m, json_object **ret);
+
+/* Looks up the object called name with getter and reads all properties of interface on it, as
+ * ctl_get_properties() does. */
+int ctl_get_object_properties(sd_bus *bus, const char *getter, const char *name,
+                              const char *interface, const char *what, json_object **ret);
+
+/* Prints properties as "Name=value" lines, or as a JSON object with json. */
+int ctl_print_properties(json_object *properties, bool json);
 
 /* Looks up the object called name with getter and prints all properties of interface on it:
  * "Name=value" lines, or a JSON object with json. */
@@ -80,8 +93,13 @@ int ctl_print_json(json_object *j);
  * after a row, 0 at the end of the list, or a negative errno. */
 typedef int (*CtlReadRow)(sd_bus_message *reply, Table *t, json_object *array);
 
-/* Calls the Manager's list method, whose reply is an array of row_type, and prints the rows:
- * a table with header, or a JSON array with json. what is the message prefix on failure. */
+/* Reads the array of row_type at the read position of reply and prints its rows: a table with
+ * header, or a JSON array with json. what is the message prefix on failure. */
+int ctl_print_array(sd_bus_message *reply, const char *row_type, const char *const *header,
+                    size_t n_columns, bool json, CtlReadRow read_row, const char *what);
+
+/* Calls the Manager's list method, whose reply is an array of row_type, and prints the rows as
+ * ctl_print_array() does. */
 int ctl_list(sd_bus *bus, const char *method, const char *row_type, const char *const *header,
              size_t n_columns, bool json, CtlReadRow read_row, const char *what);
 

@@ -52,6 +52,13 @@ char *format_timestamp(char *buf, size_t size, uint64_t usec)
         return buf;
 }
 
+char *format_port_forward(char *buf, size_t size, const char *proto, uint16_t host_port,
+                          uint16_t guest_port)
+{
+        (void)snprintf(buf, size, "%" PRIu16 ":%" PRIu16 "/%s", host_port, guest_port, proto);
+        return buf;
+}
+
 char *format_progress_plain(char *buf, size_t size, const char *step, uint64_t bytes_done,
                             uint64_t bytes_total)
 {

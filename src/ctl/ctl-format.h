@@ -10,6 +10,7 @@
 /* Buffer sizes that always suffice for the functions below. */
 #define FORMAT_BYTES_MAX     16
 #define FORMAT_TIMESTAMP_MAX 40
+#define FORMAT_FORWARD_MAX   24
 
 /* Formats a byte count with binary units: "512 B", "1.0 KiB", "12.3 MiB", "40.0 GiB". Returns
  * buf. */
@@ -18,6 +19,11 @@ char *format_bytes(char *buf, size_t size, uint64_t bytes);
 /* Formats usec since the epoch in UTC as "2026-12-04 16:05:00 UTC", or "n/a" for 0. Returns
  * buf. */
 char *format_timestamp(char *buf, size_t size, uint64_t usec);
+
+/* Formats a port forward in the form that 'bangerctl vm port add' takes: "8080:80/tcp".
+ * Returns buf. */
+char *format_port_forward(char *buf, size_t size, const char *proto, uint16_t host_port,
+                          uint16_t guest_port);
 
 /* Formats the plain progress line written when a job's step changes: the step alone, or
  * "download 12.3 MiB / 40.0 MiB" while the job reports a transfer that has not finished yet.

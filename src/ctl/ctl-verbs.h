@@ -28,3 +28,7 @@ int verb_vm_list(sd_bus *bus, const CtlArgs *args);
 int verb_vm_show(sd_bus *bus, const CtlArgs *args);
 int verb_vm_exec(sd_bus *bus, const CtlArgs *args);
 int verb_vm_console_log(sd_bus *bus, const CtlArgs *args);
+int verb_vm_port_add(sd_bus *bus, const CtlArgs *args);
+int verb_vm_port_list(sd_bus *bus, const CtlArgs *args);
+int verb_vm_port_rm(sd_bus *bus, const CtlArgs *args);
+int verb_vm_prune(sd_bus *bus, const CtlArgs *args);

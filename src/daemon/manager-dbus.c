@@ -61,13 +61,14 @@ static int method_list_vms(sd_bus_message *message, void *userdata, sd_bus_error
         r = sd_bus_message_new_method_return(message, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', "(sssuo)");
+        r = sd_bus_message_open_container(reply, 'a', "(sssuso)");
         if (r < 0)
                 return r;
         for (Vm *vm = m->vms; vm; vm = vm->next) {
-                r = sd_bus_message_append(reply, "(sssuo)", vm->record->name,
+                r = sd_bus_message_append(reply, "(sssuso)", vm->record->name,
                                           vm_state_to_string(vm->record->state), vm->record->image,
-                                          (uint32_t)vm->record->owner, vm->path);
+                                          (uint32_t)vm->record->owner,
+                                          strempty(vm->record->address), vm->path);
                 if (r < 0)
                         return r;
         }
@@ -1570,9 +1571,73 @@ static int method_create_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         return reply_job(message, j);
 }
 
+/* PruneVMs */
+
+static int read_prune_options(sd_bus_message *message, int *ret_all, sd_bus_error *error)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                if (!streq(key, "all"))
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown PruneVMs option '%s': the only option "
+                                                 "is 'all'",
+                                                 key);
+                r = sd_bus_message_read(message, "v", "b", ret_all);
+                if (r < 0)
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "PruneVMs option 'all' must be a boolean (b)");
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(message);
+}
+
+static int method_prune_vms(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        Manager *m = userdata;
+        int all = false;
+        uid_t uid;
+        int r;
+
+        r = read_prune_options(message, &all, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+
+        /* Other users' VMs need manage-any, checked before any VM is removed. */
+        if (all)
+                r = polkit_check(message, ACTION_VM_MANAGE_ANY, NULL, "prune other users' VMs",
+                                 error);
+        else
+                r = polkit_check(message, ACTION_VM_MANAGE, NULL, "prune VMs", error);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+
+        return vm_prune(m, message, uid, all);
+}
+
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD_WITH_NAMES("ListVMs", "", , "a(sssuo)", SD_BUS_PARAM(vms), method_list_vms,
+        SD_BUS_METHOD_WITH_NAMES("ListVMs", "", , "a(sssuso)", SD_BUS_PARAM(vms), method_list_vms,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListImages", "", , "a(ssstto)", SD_BUS_PARAM(images),
                                  method_list_images, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -1598,6 +1663,9 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CreateVM", "sa{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(spec), "o",
                                  SD_BUS_PARAM(job), method_create_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PruneVMs", "a{sv}", SD_BUS_PARAM(options), "as",
+                                 SD_BUS_PARAM(removed), method_prune_vms,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("VMNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_SIGNAL_WITH_NAMES("VMRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_SIGNAL_WITH_NAMES("ImageNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),

@@ -140,6 +140,12 @@ int job_object_find(sd_bus *bus, const char *path, const char *interface, void *
 int job_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
                         sd_bus_error *error);
 
+/* Deletes the VMs that uid owns (with all, every user's VMs) which are created, stopped or
+ * failed and have no operation in progress, through the Delete task of each. Replies to
+ * message, a PruneVMs call, with the removed names once all finished, and returns 1. The
+ * caller checks polkit first. */
+int vm_prune(Manager *m, sd_bus_message *message, uid_t uid, bool all);
+
 /* Signals. Failures are logged and otherwise ignored: a lost signal must not undo the work. */
 void manager_emit_object_signal(Manager *m, const char *member, const char *name, const char *path);
 void vm_emit_state_changed(Vm *vm);

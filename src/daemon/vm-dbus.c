@@ -7,6 +7,7 @@
 #include "agent-client.h"
 #include "bus-error.h"
 #include "fileio.h"
+#include "helper-client.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -24,7 +25,18 @@ typedef enum VmOperation {
         VM_OPERATION_RESTART,
         VM_OPERATION_DELETE,
         VM_OPERATION_EXEC,
+        VM_OPERATION_ADD_FORWARD,
+        VM_OPERATION_REMOVE_FORWARD,
 } VmOperation;
+
+/* A PruneVMs call: its Delete tasks share it and the last one to finish sends the reply. */
+typedef struct PruneRequest {
+        sd_bus_message *message;
+        unsigned pending;
+        char **removed;
+        char *failure; /* the first failure, NULL when none */
+        unsigned n_failed;
+} PruneRequest;
 
 /* One VM method call that runs in a worker and replies from the loop. */
 typedef struct VmTask {
@@ -48,7 +60,78 @@ typedef struct VmTask {
         char *agent_socket;
         pthread_mutex_t *agent_lock;
         AgentExecResult *exec_result;
+
+        /* AddPortForward and RemovePortForward. message is NULL for a removal that undoes a
+         * forward which the helper added after the VM had stopped. */
+        unsigned slot;
+        const char *proto; /* "tcp" or "udp", a static string */
+        uint16_t host_port;
+        uint16_t guest_port;
+
+        PruneRequest *prune; /* the PruneVMs call a Delete belongs to, or NULL */
 } VmTask;
+
+static PruneRequest *prune_request_free(PruneRequest *p)
+{
+        sd_bus_message_unref(p->message);
+        strv_free(p->removed);
+        free(p->failure);
+        free(p);
+        return NULL;
+}
+
+static int reply_strv(sd_bus_message *message, char **l)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(reply, l);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static void prune_request_reply(PruneRequest *p)
+{
+        size_t n_removed = strv_length(p->removed);
+        int r;
+
+        if (!p->failure)
+                r = reply_strv(p->message, p->removed);
+        else if (p->n_failed > 1 || n_removed > 0)
+                r = sd_bus_reply_method_errorf(p->message, BUS_ERROR_BUSY,
+                                               "%s (%u VMs failed in all, %zu were removed)",
+                                               p->failure, p->n_failed, n_removed);
+        else
+                r = sd_bus_reply_method_errorf(p->message, BUS_ERROR_BUSY, "%s", p->failure);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send the reply to PruneVMs: %m");
+}
+
+/* Drops one reference. The last one sends the reply when reply is true and frees p. */
+static void prune_request_release(PruneRequest *p, bool reply)
+{
+        if (--p->pending > 0)
+                return;
+        if (reply)
+                prune_request_reply(p);
+        prune_request_free(p);
+}
+
+static void prune_request_record(PruneRequest *p, const char *name, int result, const char *error)
+{
+        if (result >= 0 && strv_extend(&p->removed, name) >= 0)
+                return;
+        if (result >= 0)
+                result = -ENOMEM;
+        p->n_failed++;
+        if (!p->failure && asprintf(&p->failure, "Failed to remove VM '%s': %s", name,
+                                    error ?: strerror(-result)) < 0)
+                p->failure = NULL;
+}
 
 static void vm_task_free(void *userdata)
 {
@@ -56,6 +139,9 @@ static void vm_task_free(void *userdata)
 
         if (!t)
                 return;
+        /* A Delete that never completed, because it failed to start or bangerd is exiting. */
+        if (t->prune)
+                prune_request_release(t->prune, false);
         sd_bus_message_unref(t->message);
         free(t->unit);
         free(t->vm_dir);
@@ -68,6 +154,22 @@ static void vm_task_free(void *userdata)
         free(t->agent_socket);
         agent_exec_result_free(t->exec_result);
         free(t);
+}
+
+static bool vm_is_up(Vm *vm)
+{
+        return vm->record->state == VM_RUNNING && vm->record->pid > 0;
+}
+
+static VmTask *task_new(sd_bus_message *message, VmOperation operation)
+{
+        VmTask *t = calloc(1, sizeof(VmTask));
+
+        if (!t)
+                return NULL;
+        t->message = sd_bus_message_ref(message);
+        t->operation = operation;
+        return t;
 }
 
 /* Stops the VMM and its scope and takes its network down, from a worker. The loop no longer
@@ -150,6 +252,15 @@ static int run_task(Job *j, void *userdata, char **ret_error)
                 (void)rm_rf(t->runtime_dir);
                 return 0;
 
+        case VM_OPERATION_ADD_FORWARD:
+                return helper_add_port_forward(t->slot, t->proto, t->host_port, t->guest_port,
+                                               ret_error);
+
+        case VM_OPERATION_REMOVE_FORWARD:
+                r = helper_remove_port_forward(t->slot, t->proto, t->host_port, ret_error);
+                /* A forward that is gone already is what the caller wants. */
+                return r == -ENOENT ? 0 : r;
+
         case VM_OPERATION_EXEC:
                 req = (AgentExecRequest){ .argv = t->argv, .env = t->env, .cwd = t->cwd };
                 pthread_mutex_lock(t->agent_lock);
@@ -193,12 +304,270 @@ static void reply_failure(VmTask *t, const char *name, int result, const char *m
                 log_debug_errno(r, "Failed to send an error reply: %m");
 }
 
+static void reply_success(VmTask *t)
+{
+        int r;
+
+        r = sd_bus_reply_method_return(t->message, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send a reply: %m");
+}
+
+static int start_task(Vm *vm, VmTask *t, const char *verb);
+
+/* Port forwards. The record contains the forwards that users requested. While the VM runs,
+ * banger-helper installs them as nftables rules. */
+
+/* The VmTask of a task in flight, or NULL for a task that finished. */
+static VmTask *running_task(Job *j)
+{
+        return j->state == JOB_RUNNING && j->run == run_task ? j->userdata : NULL;
+}
+
+/* Returns true while an AddPortForward or RemovePortForward task of vm runs. Such a task
+ * blocks Start, Stop, Restart and Delete, which would race with the helper call. */
+static bool forward_task_running(Vm *vm)
+{
+        for (Job *j = vm->manager->tasks->jobs; j; j = j->next) {
+                VmTask *t = running_task(j);
+
+                if (t && t->vm == vm &&
+                    (t->operation == VM_OPERATION_ADD_FORWARD ||
+                     t->operation == VM_OPERATION_REMOVE_FORWARD))
+                        return true;
+        }
+        return false;
+}
+
+/* The AddPortForward in flight for host_port/proto on any VM, or NULL. */
+static VmTask *find_forward_being_added(Manager *m, const char *proto, uint16_t host_port)
+{
+        for (Job *j = m->tasks->jobs; j; j = j->next) {
+                VmTask *t = running_task(j);
+
+                if (t && t->operation == VM_OPERATION_ADD_FORWARD && t->message &&
+                    streq(t->proto, proto) && t->host_port == host_port)
+                        return t;
+        }
+        return NULL;
+}
+
+static PortForward *record_find_forward(VmRecord *rec, const char *proto, uint16_t host_port)
+{
+        for (size_t i = 0; i < rec->n_forwards; i++)
+                if (streq(rec->forwards[i].proto, proto) && rec->forwards[i].host_port == host_port)
+                        return &rec->forwards[i];
+        return NULL;
+}
+
+static int record_add_forward(VmRecord *rec, const char *proto, uint16_t host_port,
+                              uint16_t guest_port)
+{
+        PortForward *l;
+        char *copy = strdup(proto);
+
+        if (!copy)
+                return -ENOMEM;
+        l = reallocarray(rec->forwards, rec->n_forwards + 1, sizeof(PortForward));
+        if (!l) {
+                free(copy);
+                return -ENOMEM;
+        }
+        l[rec->n_forwards++] = (PortForward){
+                .proto = copy,
+                .host_port = host_port,
+                .guest_port = guest_port,
+        };
+        rec->forwards = l;
+        return 0;
+}
+
+static void record_remove_forward(VmRecord *rec, PortForward *f)
+{
+        size_t i = (size_t)(f - rec->forwards);
+
+        free(f->proto);
+        memmove(f, f + 1, (rec->n_forwards - i - 1) * sizeof(PortForward));
+        rec->n_forwards--;
+}
+
+static void emit_forwards_changed(Vm *vm)
+{
+        int r;
+
+        if (!vm->manager->bus)
+                return;
+        r = sd_bus_emit_properties_changed(vm->manager->bus, vm->path, "org.banger1.VM",
+                                           "PortForwards", NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit PropertiesChanged for '%s': %m", vm->path);
+}
+
+/* Adds a forward to the record and saves it. On failure the record is unchanged. */
+static int vm_store_forward(Vm *vm, const char *proto, uint16_t host_port, uint16_t guest_port)
+{
+        VmRecord *rec = vm->record;
+        int r;
+
+        r = record_add_forward(rec, proto, host_port, guest_port);
+        if (r < 0)
+                return r;
+        r = vm_save(vm);
+        if (r < 0) {
+                record_remove_forward(rec, &rec->forwards[rec->n_forwards - 1]);
+                return r;
+        }
+        log_field(LOG_INFO, "VM=%s", "Forwarded host port %u/%s to port %u of VM '%s'",
+                  (unsigned)host_port, proto, (unsigned)guest_port, rec->name);
+        emit_forwards_changed(vm);
+        return 0;
+}
+
+/* Removes a forward from the record and saves it. On failure the record keeps the forward. */
+static int vm_drop_forward(Vm *vm, PortForward *f)
+{
+        VmRecord *rec = vm->record;
+        PortForward old = *f;
+        int r;
+
+        /* The entry moves to the end of the list when the save fails, which keeps its values. */
+        old.proto = strdup(f->proto);
+        if (!old.proto)
+                return -ENOMEM;
+        record_remove_forward(rec, f);
+        r = vm_save(vm);
+        if (r < 0) {
+                if (record_add_forward(rec, old.proto, old.host_port, old.guest_port) < 0)
+                        log_error("Failed to restore the forward of host port %u/%s in the "
+                                  "record of VM '%s'",
+                                  (unsigned)old.host_port, old.proto, rec->name);
+                free(old.proto);
+                return r;
+        }
+        log_field(LOG_INFO, "VM=%s", "Removed the forward of host port %u/%s from VM '%s'",
+                  (unsigned)old.host_port, old.proto, rec->name);
+        free(old.proto);
+        emit_forwards_changed(vm);
+        return 0;
+}
+
+/* Removes a rule that the helper added for a VM that stopped meanwhile, or whose record could
+ * not be saved. Nothing waits for the result. */
+static void start_forward_cleanup(VmTask *done)
+{
+        Vm *vm = done->vm;
+        VmTask *t = task_new(NULL, VM_OPERATION_REMOVE_FORWARD);
+        int r = -ENOMEM;
+
+        if (t) {
+                t->slot = done->slot;
+                t->proto = done->proto;
+                t->host_port = done->host_port;
+                r = start_task(vm, t, "remove-port-forward");
+        }
+        if (r < 0)
+                log_field_errno(LOG_WARNING, r, "VM=%s",
+                                "Failed to remove the forward of host port %u/%s of VM '%s', "
+                                "ignoring: %m",
+                                (unsigned)done->host_port, done->proto, vm->record->name);
+}
+
+static void reply_save_failure(VmTask *t, int r)
+{
+        _cleanup_free_ char *message = NULL;
+
+        if (asprintf(&message, "Failed to save the record of VM '%s': %s", t->vm->record->name,
+                     strerror(-r)) < 0)
+                message = NULL;
+        log_field(LOG_ERR, "VM=%s", "%s", strempty(message));
+        reply_failure(t, SD_BUS_ERROR_FAILED, r, message);
+}
+
+static int complete_add_forward(VmTask *t, int result, const char *error)
+{
+        Vm *vm = t->vm;
+        /* A VM that stopped while the helper worked lost its tap, but not this rule. */
+        bool stopped = !vm_is_up(vm) || vm->record->pid != t->old_pid;
+        int r;
+
+        if (result < 0) {
+                reply_failure(t, result == -EADDRINUSE ? BUS_ERROR_BUSY : SD_BUS_ERROR_FAILED,
+                              result, error);
+                return result;
+        }
+
+        r = vm_store_forward(vm, t->proto, t->host_port, t->guest_port);
+        if (r < 0 || stopped)
+                start_forward_cleanup(t);
+        if (r < 0) {
+                reply_save_failure(t, r);
+                return r;
+        }
+        reply_success(t);
+        return 0;
+}
+
+static int complete_remove_forward(VmTask *t, int result, const char *error)
+{
+        Vm *vm = t->vm;
+        PortForward *f;
+        int r;
+
+        if (!t->message) {
+                if (result < 0)
+                        log_field(LOG_WARNING, "VM=%s",
+                                  "Failed to remove the forward of host port %u/%s of VM '%s', "
+                                  "ignoring: %s",
+                                  (unsigned)t->host_port, t->proto, vm->record->name,
+                                  error ?: strerror(-result));
+                return result;
+        }
+        if (result < 0) {
+                reply_failure(t, SD_BUS_ERROR_FAILED, result, error);
+                return result;
+        }
+
+        /* A concurrent RemovePortForward of the same port may have dropped it already. */
+        f = record_find_forward(vm->record, t->proto, t->host_port);
+        r = f ? vm_drop_forward(vm, f) : 0;
+        if (r < 0) {
+                reply_save_failure(t, r);
+                return r;
+        }
+        reply_success(t);
+        return 0;
+}
+
+static int complete_delete(VmTask *t, int result, const char *error)
+{
+        Vm *vm = t->vm;
+        Manager *m = vm->manager;
+        PruneRequest *prune = TAKE_PTR(t->prune);
+        _cleanup_free_ char *name = strdup(vm->record->name), *path = strdup(vm->path);
+
+        vm->busy = false;
+        if (result >= 0 && (!name || !path))
+                result = -ENOMEM;
+        if (result >= 0) {
+                log_field(LOG_INFO, "VM=%s", "Deleted VM '%s'", name);
+                manager_remove_vm(m, vm);
+                manager_emit_object_signal(m, "VMRemoved", name, path);
+        }
+
+        if (prune) {
+                prune_request_record(prune, name ?: "?", result, error);
+                prune_request_release(prune, true);
+        } else if (result < 0)
+                reply_failure(t, BUS_ERROR_BUSY, result, error);
+        else
+                reply_success(t);
+        return result;
+}
+
 static int complete_task(Job *j, int result, const char *error, void *userdata, char **ret_error)
 {
         VmTask *t = userdata;
         Vm *vm = t->vm;
-        Manager *m = vm->manager;
-        _cleanup_free_ char *name = NULL, *path = NULL;
         int r;
 
         switch (t->operation) {
@@ -231,19 +600,13 @@ static int complete_task(Job *j, int result, const char *error, void *userdata, 
                 break;
 
         case VM_OPERATION_DELETE:
-                vm->busy = false;
-                if (result < 0) {
-                        reply_failure(t, BUS_ERROR_BUSY, result, error);
-                        return result;
-                }
-                name = strdup(vm->record->name);
-                path = strdup(vm->path);
-                if (!name || !path)
-                        return -ENOMEM;
-                log_field(LOG_INFO, "VM=%s", "Deleted VM '%s'", name);
-                manager_remove_vm(m, vm);
-                manager_emit_object_signal(m, "VMRemoved", name, path);
-                break;
+                return complete_delete(t, result, error);
+
+        case VM_OPERATION_ADD_FORWARD:
+                return complete_add_forward(t, result, error);
+
+        case VM_OPERATION_REMOVE_FORWARD:
+                return complete_remove_forward(t, result, error);
 
         case VM_OPERATION_EXEC:
                 vm->exec_in_flight--;
@@ -257,9 +620,7 @@ static int complete_task(Job *j, int result, const char *error, void *userdata, 
                 return 0;
         }
 
-        r = sd_bus_reply_method_return(t->message, NULL);
-        if (r < 0)
-                log_debug_errno(r, "Failed to send a reply: %m");
+        reply_success(t);
         return 0;
 }
 
@@ -311,22 +672,6 @@ static int reject_busy(Vm *vm, sd_bus_error *error)
                                  vm->record->name, vm_state_to_string(vm->record->state));
 }
 
-static bool vm_is_up(Vm *vm)
-{
-        return vm->record->state == VM_RUNNING && vm->record->pid > 0;
-}
-
-static VmTask *task_new(sd_bus_message *message, VmOperation operation)
-{
-        VmTask *t = calloc(1, sizeof(VmTask));
-
-        if (!t)
-                return NULL;
-        t->message = sd_bus_message_ref(message);
-        t->operation = operation;
-        return t;
-}
-
 static int task_fill_halt(Vm *vm, VmTask *t, bool force)
 {
         t->force = force;
@@ -355,7 +700,7 @@ static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operati
         r = authorize(vm, message, ACTION_VM_MANAGE, verb, error);
         if (r < 0)
                 return r;
-        if (vm->busy || vm->exec_in_flight > 0)
+        if (vm->busy || vm->exec_in_flight > 0 || forward_task_running(vm))
                 return reject_busy(vm, error);
 
         if (operation == VM_OPERATION_START && vm_is_up(vm))
@@ -550,6 +895,225 @@ static int method_open_console_log(sd_bus_message *message, void *userdata, sd_b
         return sd_bus_reply_method_return(message, "h", fd);
 }
 
+static const char *forward_proto(const char *s)
+{
+        if (streq(s, "tcp"))
+                return "tcp";
+        if (streq(s, "udp"))
+                return "udp";
+        return NULL;
+}
+
+/* Checks the arguments of AddPortForward and RemovePortForward. guest_port is checked only when
+ * check_guest is true. */
+static int check_forward_args(const char *proto, uint16_t host_port, uint16_t guest_port,
+                              bool check_guest, sd_bus_error *error)
+{
+        if (!forward_proto(proto))
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid protocol '%s' for a port forward: use 'tcp' or "
+                                         "'udp'",
+                                         proto);
+        if (host_port == 0)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid host port 0: use a port from 1 to 65535");
+        if (check_guest && guest_port == 0)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid guest port 0: use a port from 1 to 65535");
+        return 0;
+}
+
+/* Fails with Exists when a VM forwards host_port/proto already or is being given it. */
+static int check_host_port_free(Manager *m, const char *proto, uint16_t host_port,
+                                sd_bus_error *error)
+{
+        VmTask *pending = find_forward_being_added(m, proto, host_port);
+        Vm *owner = pending ? pending->vm : NULL;
+        uint16_t guest_port = pending ? pending->guest_port : 0;
+
+        for (Vm *vm = m->vms; vm && !owner; vm = vm->next) {
+                PortForward *f = record_find_forward(vm->record, proto, host_port);
+
+                if (f) {
+                        owner = vm;
+                        guest_port = f->guest_port;
+                }
+        }
+        if (!owner)
+                return 0;
+        return sd_bus_error_setf(error, BUS_ERROR_EXISTS,
+                                 "Host port %u/%s is forwarded to port %u of VM '%s' already: "
+                                 "pick another host port, or remove that forward with "
+                                 "'bangerctl vm port rm %s %u/%s'",
+                                 (unsigned)host_port, proto, (unsigned)guest_port,
+                                 owner->record->name, owner->record->name, (unsigned)host_port,
+                                 proto);
+}
+
+/* Starts the helper call for a forward of a running VM. The task replies to message. */
+static int start_forward_task(Vm *vm, sd_bus_message *message, VmOperation operation,
+                              const char *proto, uint16_t host_port, uint16_t guest_port)
+{
+        VmTask *t = task_new(message, operation);
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        t->old_pid = vm->record->pid;
+        t->slot = vm->record->slot;
+        t->proto = proto;
+        t->host_port = host_port;
+        t->guest_port = guest_port;
+        r = start_task(vm, t,
+                       operation == VM_OPERATION_ADD_FORWARD ? "add-port-forward"
+                                                             : "remove-port-forward");
+        if (r < 0)
+                return log_error_errno(r, "Failed to start a worker for VM '%s': %m",
+                                       vm->record->name);
+        return 1;
+}
+
+/* Returns true when the forwards of vm must go through banger-helper now. */
+static bool vm_forwards_installed(Vm *vm)
+{
+        return vm_is_up(vm) && vm->record->slot > 0 && !isempty(vm->record->tap);
+}
+
+static int method_add_port_forward(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Vm *vm = userdata;
+        const char *proto;
+        uint16_t host_port, guest_port;
+        int r;
+
+        r = sd_bus_message_read(message, "sqq", &proto, &host_port, &guest_port);
+        if (r < 0)
+                return r;
+        r = check_forward_args(proto, host_port, guest_port, true, error);
+        if (r < 0)
+                return r;
+        proto = forward_proto(proto);
+
+        r = authorize(vm, message, ACTION_VM_MANAGE, "add a port forward to", error);
+        if (r < 0)
+                return r;
+        if (vm->busy)
+                return reject_busy(vm, error);
+        r = check_host_port_free(vm->manager, proto, host_port, error);
+        if (r < 0)
+                return r;
+        if (vm_is_up(vm) && !vm_forwards_installed(vm))
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_RUNNING,
+                                         "VM '%s' runs without a network device: restart it "
+                                         "with 'bangerctl vm restart %s' first",
+                                         vm->record->name, vm->record->name);
+
+        if (vm_forwards_installed(vm))
+                return start_forward_task(vm, message, VM_OPERATION_ADD_FORWARD, proto, host_port,
+                                          guest_port);
+
+        /* A VM that is not running gets the forward when it starts. */
+        r = vm_store_forward(vm, proto, host_port, guest_port);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the record of VM '%s': %m",
+                                               vm->record->name);
+        return sd_bus_reply_method_return(message, NULL);
+}
+
+static int method_remove_port_forward(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        Vm *vm = userdata;
+        const char *proto;
+        uint16_t host_port;
+        PortForward *f;
+        int r;
+
+        r = sd_bus_message_read(message, "sq", &proto, &host_port);
+        if (r < 0)
+                return r;
+        r = check_forward_args(proto, host_port, 0, false, error);
+        if (r < 0)
+                return r;
+        proto = forward_proto(proto);
+
+        r = authorize(vm, message, ACTION_VM_MANAGE, "remove a port forward from", error);
+        if (r < 0)
+                return r;
+        if (vm->busy)
+                return reject_busy(vm, error);
+        f = record_find_forward(vm->record, proto, host_port);
+        if (!f)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "VM '%s' has no forward of host port %u/%s: list its "
+                                         "forwards with 'bangerctl vm port list %s'",
+                                         vm->record->name, (unsigned)host_port, proto,
+                                         vm->record->name);
+
+        if (vm_forwards_installed(vm))
+                return start_forward_task(vm, message, VM_OPERATION_REMOVE_FORWARD, proto,
+                                          host_port, 0);
+
+        r = vm_drop_forward(vm, f);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the record of VM '%s': %m",
+                                               vm->record->name);
+        return sd_bus_reply_method_return(message, NULL);
+}
+
+/* Returns true for a VM that PruneVMs removes: one of uid's VMs (any VM with all) that is not
+ * running and has no operation in progress. */
+static bool vm_can_prune(Vm *vm, uid_t uid, bool all)
+{
+        VmState state = vm->record->state;
+
+        if (!all && vm->record->owner != uid)
+                return false;
+        if (state != VM_CREATED && state != VM_STOPPED && state != VM_FAILED)
+                return false;
+        return !vm->busy && vm->exec_in_flight == 0 && !forward_task_running(vm);
+}
+
+int vm_prune(Manager *m, sd_bus_message *message, uid_t uid, bool all)
+{
+        PruneRequest *p = calloc(1, sizeof(PruneRequest));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->message = sd_bus_message_ref(message);
+        /* This function holds one reference until every Delete has started. */
+        p->pending = 1;
+
+        for (Vm *vm = m->vms; vm; vm = vm->next) {
+                VmTask *t;
+
+                if (!vm_can_prune(vm, uid, all))
+                        continue;
+                t = task_new(message, VM_OPERATION_DELETE);
+                if (!t) {
+                        prune_request_record(p, vm->record->name, -ENOMEM, NULL);
+                        continue;
+                }
+                t->prune = p;
+                p->pending++;
+                r = task_fill_halt(vm, t, false);
+                if (r < 0) {
+                        vm_task_free(t);
+                        prune_request_record(p, vm->record->name, r, NULL);
+                        continue;
+                }
+                r = start_task(vm, t, "delete");
+                if (r < 0) {
+                        prune_request_record(p, vm->record->name, r, NULL);
+                        continue;
+                }
+                vm->busy = true;
+        }
+
+        prune_request_release(p, true);
+        return 1;
+}
+
 #define RECORD_STRING_GETTER(function, field)                                            \
         static int function(sd_bus *bus, const char *path, const char *interface,        \
                             const char *property, sd_bus_message *reply, void *userdata, \
@@ -566,6 +1130,8 @@ RECORD_STRING_GETTER(property_get_kernel, kernel)
 RECORD_STRING_GETTER(property_get_unit, unit)
 RECORD_STRING_GETTER(property_get_backend, backend)
 RECORD_STRING_GETTER(property_get_state_reason, state_reason)
+RECORD_STRING_GETTER(property_get_address, address)
+RECORD_STRING_GETTER(property_get_tap, tap)
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface,
                               const char *property, sd_bus_message *reply, void *userdata,
@@ -601,8 +1167,26 @@ static int property_get_created(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "t", vm->record->created_usec);
 }
 
-/* TODO: Address and HostKeyFingerprint stay empty until bangerd sets up networking and SSH
- * host keys. */
+static int property_get_port_forwards(sd_bus *bus, const char *path, const char *interface,
+                                      const char *property, sd_bus_message *reply, void *userdata,
+                                      sd_bus_error *error)
+{
+        VmRecord *rec = ((Vm *)userdata)->record;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sqq)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rec->n_forwards; i++) {
+                r = sd_bus_message_append(reply, "(sqq)", rec->forwards[i].proto,
+                                          rec->forwards[i].host_port, rec->forwards[i].guest_port);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+/* TODO: HostKeyFingerprint stays empty until bangerd sets up SSH host keys. */
 static int property_get_empty(sd_bus *bus, const char *path, const char *interface,
                               const char *property, sd_bus_message *reply, void *userdata,
                               sd_bus_error *error)
@@ -617,8 +1201,10 @@ void vm_emit_state_changed(Vm *vm)
 
         if (!m->bus)
                 return;
+        /* A VM gets its address and tap on start and loses the tap on stop, so both go with
+         * State. */
         r = sd_bus_emit_properties_changed(m->bus, vm->path, "org.banger1.VM", "State",
-                                           "StateReason", NULL);
+                                           "StateReason", "Address", "Tap", NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to emit PropertiesChanged for '%s': %m", vm->path);
 }
@@ -667,7 +1253,11 @@ const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("Kernel", "s", property_get_kernel, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("VCPUs", "u", property_get_uint, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("MemoryMiB", "u", property_get_uint, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Address", "s", property_get_empty, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Address", "s", property_get_address, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Tap", "s", property_get_tap, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PortForwards", "a(sqq)", property_get_port_forwards, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Unit", "s", property_get_unit, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("HostKeyFingerprint", "s", property_get_empty, 0,
@@ -687,5 +1277,12 @@ const sd_bus_vtable vm_vtable[] = {
                                  method_exec, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("OpenConsoleLog", "", , "h", SD_BUS_PARAM(fd),
                                  method_open_console_log, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("AddPortForward", "sqq",
+                                 SD_BUS_PARAM(proto) SD_BUS_PARAM(host_port)
+                                         SD_BUS_PARAM(guest_port),
+                                 "", , method_add_port_forward, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("RemovePortForward", "sq",
+                                 SD_BUS_PARAM(proto) SD_BUS_PARAM(host_port), "", ,
+                                 method_remove_port_forward, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
