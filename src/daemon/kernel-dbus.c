@@ -266,15 +266,16 @@ int method_pull_kernel(sd_bus_message *message, void *userdata, sd_bus_error *er
                 return r;
         if (kernel_name_check(name, &bad_name) < 0)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "%s", bad_name);
+        /* Authorization first, so an unauthorized caller learns nothing of the configuration. */
+        r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "pull kernels", error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
         if (!m->config->catalog_url)
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
                                          "No kernel catalog is configured: set [Kernel] "
                                          "CatalogURL in bangerd.conf, or import kernel '%s' "
                                          "with 'bangerctl kernel import'",
                                          name);
-        r = polkit_check(message, ACTION_IMAGE_MANAGE, NULL, "pull kernels", error);
-        if (r < 0 || sd_bus_error_is_set(error))
-                return r;
 
         p = calloc(1, sizeof(PullKernelParams));
         if (!p)
