@@ -2,11 +2,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "agent-client.h"
 #include "bus-error.h"
 #include "fileio.h"
+#include "guest-paths.h"
 #include "helper-client.h"
 #include "log.h"
 #include "macro.h"
@@ -14,6 +17,7 @@
 #include "polkit.h"
 #include "scope.h"
 #include "strv.h"
+#include "vm-workdisk.h"
 #include "vm.h"
 
 #define EXEC_TIMEOUT_USEC  (3600 * USEC_PER_SEC)
@@ -552,6 +556,7 @@ static int complete_delete(VmTask *t, int result, const char *error)
                 log_field(LOG_INFO, "VM=%s", "Deleted VM '%s'", name);
                 manager_remove_vm(m, vm);
                 manager_emit_object_signal(m, "VMRemoved", name, path);
+                manager_update_known_hosts(m);
         }
 
         if (prune) {
@@ -1114,6 +1119,214 @@ int vm_prune(Manager *m, sd_bus_message *message, uid_t uid, bool all)
         return 1;
 }
 
+/* SyncWorkspace: replaces the guest's copy of the VM's workspace with a tar stream from the
+ * caller. It counts in exec_in_flight, so lifecycle calls fail with Busy while it runs. */
+
+#define AGENT_CONNECT_USEC (10 * USEC_PER_SEC)
+#define SYNC_STDERR_MAX    1024 /* bytes of tar's stderr that an error quotes */
+
+typedef struct SyncTask {
+        Vm *vm; /* stays valid because Delete is rejected while exec_in_flight > 0 */
+        sd_bus_message *message;
+        const VmBackendOps *ops;
+        char *runtime_dir;
+        pthread_mutex_t *agent_lock;
+        char *vm_name;
+        char *workspace_name;
+        char *digest;
+        int tar_fd;
+} SyncTask;
+
+/* Replaces /work/NAME with what tar reads on stdin. NAME comes as $1, so the shell never parses
+ * it, although vm_workspace_name_check() allows only characters that need no quoting. */
+#define SYNC_SCRIPT                                                                   \
+        "rm -rf \"" GUEST_WORK_MOUNT "/$1\" && mkdir \"" GUEST_WORK_MOUNT "/$1\" && " \
+        "tar -xf - -C \"" GUEST_WORK_MOUNT "/$1\""
+
+static void sync_task_free(void *userdata)
+{
+        SyncTask *t = userdata;
+
+        if (!t)
+                return;
+        sd_bus_message_unref(t->message);
+        free(t->runtime_dir);
+        free(t->vm_name);
+        free(t->workspace_name);
+        free(t->digest);
+        safe_close(t->tar_fd);
+        free(t);
+}
+
+/* Returns the first SYNC_STDERR_MAX bytes of the memfd fd as printable text. */
+static char *read_stderr(int fd)
+{
+        char buf[SYNC_STDERR_MAX + 1];
+        ssize_t n = pread(fd, buf, SYNC_STDERR_MAX, 0);
+
+        if (n <= 0)
+                return strdup("no error output");
+        for (ssize_t i = 0; i < n; i++)
+                if (buf[i] == '\n')
+                        buf[i] = i == n - 1 ? '\0' : ' ';
+                else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f)
+                        buf[i] = '?';
+        buf[n] = '\0';
+        return strdup(buf);
+}
+
+static int run_sync(Job *j, void *userdata, char **ret_error)
+{
+        SyncTask *t = userdata;
+        char *argv[] = { "/bin/sh", "-c", SYNC_SCRIPT, "sh", t->workspace_name, NULL };
+        AgentExecRequest req = { .argv = argv, .cwd = "/", .user = "0" };
+        _cleanup_close_ int err_fd = memfd_create("sync-stderr", MFD_CLOEXEC);
+        _cleanup_free_ char *output = NULL;
+        AgentExecStdio stdio = { .stdin_fd = t->tar_fd,
+                                 .stdout_fd = -EBADF,
+                                 .stderr_fd = err_fd,
+                                 .control_fd = -EBADF };
+        AgentExit exit_info = {};
+        int fd, r;
+
+        if (err_fd < 0)
+                return negative_errno();
+        pthread_mutex_lock(t->agent_lock);
+        r = t->ops->agent_connect(t->runtime_dir, AGENT_CONNECT_USEC, &fd);
+        if (r >= 0)
+                r = agent_exec_stream_fd(fd, &req, &stdio, EXEC_TIMEOUT_USEC, &exit_info);
+        pthread_mutex_unlock(t->agent_lock);
+        if (r < 0) {
+                if (asprintf(ret_error, "Failed to copy the workspace into VM '%s': %s", t->vm_name,
+                             strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        if (exit_info.exit_status == 0)
+                return 0;
+
+        output = read_stderr(err_fd);
+        if (asprintf(ret_error,
+                     "Failed to extract the workspace to '" GUEST_WORK_MOUNT "/%s' in VM '%s' "
+                     "(exit status %d, signal %d): %s",
+                     t->workspace_name, t->vm_name, exit_info.exit_status, exit_info.signal,
+                     strempty(output)) < 0)
+                *ret_error = NULL;
+        return -EIO;
+}
+
+static int complete_sync(Job *j, int result, const char *error, void *userdata, char **ret_error)
+{
+        SyncTask *t = userdata;
+        Vm *vm = t->vm;
+        char *old = vm->record->workspace_digest;
+        int r;
+
+        vm->exec_in_flight--;
+        if (result < 0) {
+                log_field(LOG_WARNING, "VM=%s", "%s", error ?: strerror(-result));
+                r = sd_bus_reply_method_errorf(t->message, BUS_ERROR_AGENT_FAILED, "%s",
+                                               error ?: strerror(-result));
+                return r < 0 ? r : result;
+        }
+
+        vm->record->workspace_digest = t->digest;
+        r = vm_save(vm);
+        if (r < 0) {
+                vm->record->workspace_digest = old;
+                log_field_errno(LOG_ERR, r, "VM=%s", "Failed to save the record of VM '%s': %m",
+                                vm->record->name);
+                return sd_bus_reply_method_errorf(t->message, SD_BUS_ERROR_FAILED,
+                                                  "Failed to save the record of VM '%s': %s",
+                                                  vm->record->name, strerror(-r));
+        }
+        t->digest = old; /* freed with t */
+        log_field(LOG_INFO, "VM=%s", "Synced the workspace '%s' of VM '%s'",
+                  vm->record->workspace_name, vm->record->name);
+        if (vm->manager->bus)
+                (void)sd_bus_emit_properties_changed(vm->manager->bus, vm->path, "org.banger1.VM",
+                                                     "WorkspaceDigest", NULL);
+        return sd_bus_reply_method_return(t->message, NULL);
+}
+
+/* Checks the arguments of SyncWorkspace and that vm can take it. */
+static int check_sync(Vm *vm, int fd, const char *digest, sd_bus_error *error)
+{
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY || (flags & O_PATH))
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "The tar of SyncWorkspace is not a readable fd: pass "
+                                         "the read end of a pipe that carries the tar stream");
+        if (vm_workspace_digest_check(digest) < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid workspace digest '%s': use %d lower-case hex "
+                                         "digits",
+                                         digest, VM_WORKSPACE_DIGEST_LEN);
+        if (!vm->record->workspace_name)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
+                                         "VM '%s' has no workspace: only a VM created with "
+                                         "'bangerctl vm create --workspace DIR' has one",
+                                         vm->record->name);
+        if (!vm_is_up(vm) || vm->busy)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_RUNNING,
+                                         "VM '%s' is %s: start it with 'bangerctl vm start %s'",
+                                         vm->record->name, vm_state_to_string(vm->record->state),
+                                         vm->record->name);
+        return 0;
+}
+
+static int method_sync_workspace(sd_bus_message *message, void *userdata, sd_bus_error *error)
+{
+        static unsigned counter = 0;
+        Vm *vm = userdata;
+        const VmBackendOps *ops;
+        const char *digest;
+        char target[128];
+        SyncTask *t;
+        Job *j;
+        int fd, r;
+
+        r = sd_bus_message_read(message, "hs", &fd, &digest);
+        if (r < 0)
+                return r;
+        r = authorize(vm, message, ACTION_VM_LOGIN, "sync the workspace of", error);
+        if (r < 0)
+                return r;
+        r = check_sync(vm, fd, digest, error);
+        if (r < 0)
+                return r;
+        ops = vm->record->backend ? vm_backend_ops(vm_backend_from_string(vm->record->backend))
+                                  : &vm_backend_qemu;
+        if (!ops)
+                return -EPROTONOSUPPORT;
+
+        t = calloc(1, sizeof(SyncTask));
+        if (!t)
+                return -ENOMEM;
+        *t = (SyncTask){ .vm = vm, .ops = ops, .agent_lock = &vm->agent_lock };
+        t->message = sd_bus_message_ref(message);
+        t->tar_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        t->runtime_dir = strdup(vm->runtime_dir);
+        t->vm_name = strdup(vm->record->name);
+        t->workspace_name = strdup(vm->record->workspace_name);
+        t->digest = strdup(digest);
+        if (t->tar_fd < 0 || !t->runtime_dir || !t->vm_name || !t->workspace_name || !t->digest) {
+                r = t->tar_fd < 0 ? negative_errno() : -ENOMEM;
+                sync_task_free(t);
+                return r;
+        }
+
+        snprintf(target, sizeof(target), "%s/sync-workspace/%u", vm->record->name, ++counter);
+        r = job_start(vm->manager->tasks, "sync-workspace", target, run_sync, complete_sync, t,
+                      sync_task_free, &j);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start a worker for VM '%s': %m",
+                                       vm->record->name);
+        vm->exec_in_flight++;
+        return 1;
+}
+
 #define RECORD_STRING_GETTER(function, field)                                            \
         static int function(sd_bus *bus, const char *path, const char *interface,        \
                             const char *property, sd_bus_message *reply, void *userdata, \
@@ -1132,6 +1345,10 @@ RECORD_STRING_GETTER(property_get_backend, backend)
 RECORD_STRING_GETTER(property_get_state_reason, state_reason)
 RECORD_STRING_GETTER(property_get_address, address)
 RECORD_STRING_GETTER(property_get_tap, tap)
+RECORD_STRING_GETTER(property_get_host_key_fingerprint, host_key_fingerprint)
+RECORD_STRING_GETTER(property_get_workspace, workspace_name)
+RECORD_STRING_GETTER(property_get_workspace_path, workspace_path)
+RECORD_STRING_GETTER(property_get_workspace_digest, workspace_digest)
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface,
                               const char *property, sd_bus_message *reply, void *userdata,
@@ -1155,6 +1372,8 @@ static int property_get_uint(sd_bus *bus, const char *path, const char *interfac
                 v = vm->record->vcpus;
         else if (streq(property, "MemoryMiB"))
                 v = vm->record->memory_mib;
+        else if (streq(property, "WorkDiskMiB"))
+                v = vm->record->work_size_mib;
         return sd_bus_message_append(reply, "u", v);
 }
 
@@ -1184,14 +1403,6 @@ static int property_get_port_forwards(sd_bus *bus, const char *path, const char 
                         return r;
         }
         return sd_bus_message_close_container(reply);
-}
-
-/* TODO: HostKeyFingerprint stays empty until bangerd sets up SSH host keys. */
-static int property_get_empty(sd_bus *bus, const char *path, const char *interface,
-                              const char *property, sd_bus_message *reply, void *userdata,
-                              sd_bus_error *error)
-{
-        return sd_bus_message_append(reply, "s", "");
 }
 
 void vm_emit_state_changed(Vm *vm)
@@ -1260,8 +1471,14 @@ const sd_bus_vtable vm_vtable[] = {
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Unit", "s", property_get_unit, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("HostKeyFingerprint", "s", property_get_empty, 0,
+        SD_BUS_PROPERTY("HostKeyFingerprint", "s", property_get_host_key_fingerprint, 0,
                         SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("WorkDiskMiB", "u", property_get_uint, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Workspace", "s", property_get_workspace, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("WorkspacePath", "s", property_get_workspace_path, 0,
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("WorkspaceDigest", "s", property_get_workspace_digest, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("CreatedAt", "t", property_get_created, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("StateReason", "s", property_get_state_reason, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -1284,5 +1501,7 @@ const sd_bus_vtable vm_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("RemovePortForward", "sq",
                                  SD_BUS_PARAM(proto) SD_BUS_PARAM(host_port), "", ,
                                  method_remove_port_forward, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SyncWorkspace", "hs", SD_BUS_PARAM(tar) SD_BUS_PARAM(digest), "",
+                                 , method_sync_workspace, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
