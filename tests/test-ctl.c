@@ -77,6 +77,21 @@ static const GoodCase good_cases[] = {
         { { "vm", "prune" }, CTL_ACTION_RUN, CTL_VM_PRUNE, NULL },
         { { "vm", "prune", "--all", "--json" }, CTL_ACTION_RUN, CTL_VM_PRUNE, NULL },
         { { "vm", "port", "add", "--help" }, CTL_ACTION_HELP, CTL_VM_PORT_ADD, NULL },
+        { { "vm", "create", "--image", "x", "--ssh-key", "a.pub", "--ssh-key=b.pub", "--work-size",
+            "64", "--workspace", ".", "dev1" },
+          CTL_ACTION_RUN,
+          CTL_VM_CREATE,
+          "dev1" },
+        { { "vm", "ssh", "dev1" }, CTL_ACTION_RUN, CTL_VM_SSH, "dev1" },
+        { { "vm", "ssh", "-u", "app", "dev1", "--", "ls", "-l" },
+          CTL_ACTION_RUN,
+          CTL_VM_SSH,
+          "dev1" },
+        { { "vm", "ssh-proxy", "dev1.banger", "22" },
+          CTL_ACTION_RUN,
+          CTL_VM_SSH_PROXY,
+          "dev1.banger" },
+        { { "vm", "sync", "dev1" }, CTL_ACTION_RUN, CTL_VM_SYNC, "dev1" },
         /* "--" ends the options, so a name may start with a dash. */
         { { "image", "rm", "--", "-odd" }, CTL_ACTION_RUN, CTL_IMAGE_RM, "-odd" },
         { { "--help" }, CTL_ACTION_HELP, _CTL_VERB_INVALID, NULL },
@@ -195,6 +210,42 @@ static const BadCase bad_cases[] = {
           "option '--force' is not valid for 'vm prune'",
           CTL_VM_PRUNE },
         { { "vm", "list", "--all" }, "option '--all' is not valid for 'vm list'", CTL_VM_LIST },
+        { { "vm", "create", "--image=x", "--work-size", "0", "dev1" },
+          "invalid value '0' for --work-size: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--work-size", "1G", "dev1" },
+          "invalid value '1G' for --work-size: expected a whole number from 1 to 4294967295",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--ssh-key=", "dev1" },
+          "empty value for --ssh-key: expected FILE.pub",
+          CTL_VM_CREATE },
+        { { "vm", "create", "--image=x", "--workspace", "", "dev1" },
+          "empty value for --workspace: expected DIR",
+          CTL_VM_CREATE },
+        { { "vm", "exec", "--workspace", ".", "dev1", "--", "ls" },
+          "option '--workspace' is not valid for 'vm exec'",
+          CTL_VM_EXEC },
+        { { "vm", "ssh" }, "missing NAME", CTL_VM_SSH },
+        { { "vm", "ssh", "dev1", "ls" }, "missing '--' before the command 'ls'", CTL_VM_SSH },
+        { { "vm", "ssh", "dev1", "--" }, "missing command after '--'", CTL_VM_SSH },
+        { { "vm", "ssh", "--user", "", "dev1" },
+          "empty value for --user: expected USER",
+          CTL_VM_SSH },
+        { { "vm", "start", "--user", "app", "dev1" },
+          "option '--user' is not valid for 'vm start'",
+          CTL_VM_START },
+        { { "vm", "ssh-proxy", "dev1.banger" }, "missing PORT", CTL_VM_SSH_PROXY },
+        { { "vm", "ssh-proxy" }, "missing HOST", CTL_VM_SSH_PROXY },
+        { { "vm", "ssh-proxy", "dev1.banger", "0" },
+          "invalid port '0': expected a number from 1 to 65535",
+          CTL_VM_SSH_PROXY },
+        { { "vm", "ssh-proxy", "dev1.banger", "65536" },
+          "invalid port '65536': expected a number from 1 to 65535",
+          CTL_VM_SSH_PROXY },
+        { { "vm", "ssh-proxy", "dev1.banger", "22", "x" },
+          "unexpected argument 'x'",
+          CTL_VM_SSH_PROXY },
+        { { "vm", "sync" }, "missing NAME", CTL_VM_SYNC },
 };
 
 typedef struct GoodPortCase {
@@ -366,6 +417,54 @@ START_TEST(test_parse_create_values)
         ck_assert(args.no_start);
         ck_assert(args.ask_password);
         ck_assert_str_eq(args.name, "dev1");
+        ctl_args_done(&args);
+}
+END_TEST
+
+START_TEST(test_parse_access_values)
+{
+        char *create[] = { "bangerctl", "vm", "create",    "--image", "x",    "--ssh-key",
+                           "a.pub",     "-h", "--ssh-key", "b.pub",   "dev1", NULL };
+        char *create_run[] = { "bangerctl", "vm",          "create",          "--image=x",
+                               "--ssh-key", "a.pub",       "--ssh-key=b.pub", "--work-size",
+                               "2048",      "--workspace", "/src/proj",       "dev1",
+                               NULL };
+        char *ssh[] = { "bangerctl", "vm", "ssh", "--user=app", "dev1", "--", "ls", "-l", NULL };
+        char *proxy[] = { "bangerctl", "vm", "ssh-proxy", "dev1.banger", "2222", NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(create) - 1, create), 0);
+        ck_assert_int_eq(args.action, CTL_ACTION_HELP);
+        ctl_args_done(&args);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(create_run) - 1, create_run), 0);
+        ck_assert_uint_eq(strv_length(args.ssh_keys), 2);
+        ck_assert_str_eq(args.ssh_keys[0], "a.pub");
+        ck_assert_str_eq(args.ssh_keys[1], "b.pub");
+        ck_assert_uint_eq(args.work_size_mib, 2048);
+        ck_assert_str_eq(args.workspace, "/src/proj");
+        ctl_args_done(&args);
+        ck_assert_ptr_null(args.ssh_keys);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(ssh) - 1, ssh), 0);
+        ck_assert_str_eq(args.user, "app");
+        ck_assert_str_eq(args.name, "dev1");
+        ck_assert_str_eq(args.command[0], "ls");
+        ck_assert_str_eq(args.command[1], "-l");
+        ck_assert_ptr_null(args.command[2]);
+        ck_assert(!ctl_verb_needs_authorization(CTL_VM_SSH));
+        ctl_args_done(&args);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(proxy) - 1, proxy), 0);
+        ck_assert_str_eq(args.name, "dev1.banger");
+        ck_assert_uint_eq(args.proxy_port, 2222);
+        ck_assert_ptr_null(args.command);
+        ck_assert(!ctl_verb_needs_authorization(CTL_VM_SSH_PROXY));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_SYNC));
         ctl_args_done(&args);
 }
 END_TEST
@@ -711,6 +810,7 @@ static Suite *ctl_suite(void)
         tcase_add_loop_test(tc, test_parse_bad, 0, ELEMENTSOF(bad_cases));
         tcase_add_test(tc, test_parse_create_values);
         tcase_add_test(tc, test_parse_image_import_values);
+        tcase_add_test(tc, test_parse_access_values);
         tcase_add_test(tc, test_parse_exec_command);
         tcase_add_test(tc, test_parse_flags);
         tcase_add_test(tc, test_parse_port_values);

@@ -36,6 +36,9 @@ static const VerbFunction verb_functions[_CTL_VERB_MAX] = {
         [CTL_VM_PORT_LIST] = verb_vm_port_list,
         [CTL_VM_PORT_RM] = verb_vm_port_rm,
         [CTL_VM_PRUNE] = verb_vm_prune,
+        [CTL_VM_SSH] = verb_vm_ssh,
+        [CTL_VM_SSH_PROXY] = verb_vm_ssh_proxy,
+        [CTL_VM_SYNC] = verb_vm_sync,
 };
 
 static int run(const CtlArgs *args)

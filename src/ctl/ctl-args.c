@@ -27,6 +27,10 @@ typedef enum CtlOption {
         OPT_CWD = 1u << 13,
         OPT_FORMAT = 1u << 14,
         OPT_ALL = 1u << 15,
+        OPT_SSH_KEY = 1u << 16,
+        OPT_WORK_SIZE = 1u << 17,
+        OPT_WORKSPACE = 1u << 18,
+        OPT_USER = 1u << 19,
 } CtlOption;
 
 /* Options every verb accepts. */
@@ -62,6 +66,14 @@ static const OptionInfo option_table[] = {
           "Source format: oci-layout, docker-archive or rootfs (default: detected)" },
         { OPT_ALL, "all", 0, NULL,
           "Also remove other users' VMs (needs authorization 'org.banger1.vm.manage-any')" },
+        { OPT_SSH_KEY, "ssh-key", 0, "FILE.pub",
+          "Authorize the public keys in FILE.pub for ssh to the VM; may be repeated "
+          "(default: ~/.ssh/*.pub)" },
+        { OPT_WORK_SIZE, "work-size", 0, "MIB",
+          "Size of the work disk in MiB (default: [VM] DefaultWorkDiskMiB of bangerd)" },
+        { OPT_WORKSPACE, "workspace", 0, "DIR",
+          "Copy the git working tree DIR into the VM at /work/NAME" },
+        { OPT_USER, "user", 'u', "USER", "User to log in as (default: root)" },
 };
 
 typedef struct VerbInfo {
@@ -95,8 +107,11 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
         [CTL_KERNEL_SHOW] = { "kernel", "show", OPT_JSON, "NAME", "[--json] NAME",
                               "Show all properties of a kernel" },
         [CTL_VM_CREATE] = { "vm", "create",
-                            OPT_IMAGE | OPT_KERNEL | OPT_VCPUS | OPT_MEMORY | OPT_NO_START, "NAME",
+                            OPT_IMAGE | OPT_KERNEL | OPT_VCPUS | OPT_MEMORY | OPT_NO_START |
+                                    OPT_SSH_KEY | OPT_WORK_SIZE | OPT_WORKSPACE,
+                            "NAME",
                             "--image REF [--kernel NAME] [--vcpus N] [--memory MIB] "
+                            "[--ssh-key FILE.pub]... [--work-size MIB] [--workspace DIR] "
                             "[--no-start] NAME",
                             "Create a VM and start it" },
         [CTL_VM_START] = { "vm", "start", 0, "NAME", "NAME", "Start a VM" },
@@ -119,6 +134,13 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
                              "Remove a port forward" },
         [CTL_VM_PRUNE] = { "vm", "prune", OPT_ALL | OPT_JSON, NULL, "[--all] [--json]",
                            "Remove the VMs that are created, stopped or failed" },
+        [CTL_VM_SSH] = { "vm", "ssh", OPT_USER, "NAME", "[--user USER] NAME [-- CMD [ARG...]]",
+                         "Log in to a VM with ssh, or run a command there" },
+        [CTL_VM_SSH_PROXY] = { "vm", "ssh-proxy", 0, "HOST", "HOST PORT",
+                               "Connect stdin and stdout to PORT of the VM HOST (NAME.banger), "
+                               "as ssh's ProxyCommand" },
+        [CTL_VM_SYNC] = { "vm", "sync", 0, "NAME", "NAME",
+                          "Copy the workspace of a VM into it again" },
 };
 
 static const char *const group_table[] = { "image", "kernel", "vm" };
@@ -133,6 +155,8 @@ bool ctl_verb_needs_authorization(CtlVerb verb)
         case CTL_VM_LIST:
         case CTL_VM_SHOW:
         case CTL_VM_PORT_LIST:
+        case CTL_VM_SSH:
+        case CTL_VM_SSH_PROXY:
                 return false;
         default:
                 return true;
@@ -210,6 +234,7 @@ void ctl_args_init(CtlArgs *args, bool ask_password)
 void ctl_args_done(CtlArgs *args)
 {
         args->env = strv_free(args->env);
+        args->ssh_keys = strv_free(args->ssh_keys);
         free(args->error);
         args->error = NULL;
 }
@@ -363,6 +388,19 @@ int ctl_port_spec_parse(const char *s, bool with_guest, CtlPortSpec *ret, char *
         return 0;
 }
 
+/* The field that receives the value of a numeric option. */
+static uint32_t *number_field(CtlArgs *args, CtlOption flag)
+{
+        switch (flag) {
+        case OPT_VCPUS:
+                return &args->vcpus;
+        case OPT_MEMORY:
+                return &args->memory_mib;
+        default:
+                return &args->work_size_mib;
+        }
+}
+
 static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
 {
         switch (o->flag) {
@@ -390,8 +428,8 @@ static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
                 return 0;
         case OPT_VCPUS:
         case OPT_MEMORY:
-                if (parse_positive_u32(value,
-                                       o->flag == OPT_VCPUS ? &args->vcpus : &args->memory_mib) < 0)
+        case OPT_WORK_SIZE:
+                if (parse_positive_u32(value, number_field(args, o->flag)) < 0)
                         return args_fail(args,
                                          "invalid value '%s' for --%s: expected a whole number "
                                          "from 1 to %" PRIu32,
@@ -425,6 +463,14 @@ static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
                 break;
         case OPT_CWD:
                 args->cwd = value;
+                break;
+        case OPT_SSH_KEY:
+                return strv_extend(&args->ssh_keys, value);
+        case OPT_WORKSPACE:
+                args->workspace = value;
+                break;
+        case OPT_USER:
+                args->user = value;
                 break;
         case OPT_FORMAT:
                 if (!streq(value, "oci-layout") && !streq(value, "docker-archive") &&
@@ -523,6 +569,13 @@ static int positional_add(CtlArgs *args, unsigned n, const char *word)
                 return 0;
         }
 
+        if (n == first + 1 && args->verb == CTL_VM_SSH_PROXY) {
+                if (parse_port(word, strlen(word), &args->proxy_port) < 0)
+                        return args_fail(
+                                args, "invalid port '%s': expected a number from 1 to 65535", word);
+                return 0;
+        }
+
         if (n == first + 1 && port_spec_argument(args->verb)) {
                 _cleanup_free_ char *error = NULL;
 
@@ -532,7 +585,7 @@ static int positional_add(CtlArgs *args, unsigned n, const char *word)
                 return r;
         }
 
-        if (args->verb == CTL_VM_EXEC)
+        if (args->verb == CTL_VM_EXEC || args->verb == CTL_VM_SSH)
                 return args_fail(args, "missing '--' before the command '%s'", word);
         return args_fail(args, "unexpected argument '%s'", word);
 }
@@ -579,6 +632,10 @@ static int check_arguments(CtlArgs *args)
                 return args_fail(args, "missing '--' and the command to run after NAME");
         if (args->verb == CTL_VM_EXEC && !args->command[0])
                 return args_fail(args, "missing command after '--'");
+        if (args->verb == CTL_VM_SSH && args->command && !args->command[0])
+                return args_fail(args, "missing command after '--'");
+        if (args->verb == CTL_VM_SSH_PROXY && args->proxy_port == 0)
+                return args_fail(args, "missing PORT");
         return 0;
 }
 
@@ -593,7 +650,7 @@ int ctl_args_parse(CtlArgs *args, int argc, char *const argv[])
 
                 if (!dashdash && streq(word, "--")) {
                         dashdash = true;
-                        if (args->verb != CTL_VM_EXEC)
+                        if (args->verb != CTL_VM_EXEC && args->verb != CTL_VM_SSH)
                                 continue;
                         if (!args->name)
                                 (void)args_fail(args, "missing NAME before '--'");

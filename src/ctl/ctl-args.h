@@ -32,6 +32,9 @@ typedef enum CtlVerb {
         CTL_VM_PORT_LIST,
         CTL_VM_PORT_RM,
         CTL_VM_PRUNE,
+        CTL_VM_SSH,
+        CTL_VM_SSH_PROXY,
+        CTL_VM_SYNC,
         _CTL_VERB_MAX,
         _CTL_VERB_INVALID = -EINVAL,
 } CtlVerb;
@@ -72,11 +75,16 @@ typedef struct CtlArgs {
         const char *format;      /* image import --format */
         const char *modules;
         const char *cwd;
-        uint32_t vcpus;       /* 0 when not given */
-        uint32_t memory_mib;  /* 0 when not given */
-        char **env;           /* --env KEY=VALUE, owned, NULL when none */
-        char *const *command; /* vm exec: the words after "--", points into argv */
-        CtlPortSpec port;     /* vm port add and vm port rm */
+        uint32_t vcpus;         /* 0 when not given */
+        uint32_t memory_mib;    /* 0 when not given */
+        char **env;             /* --env KEY=VALUE, owned, NULL when none */
+        char *const *command;   /* vm exec and vm ssh: the words after "--", points into argv */
+        CtlPortSpec port;       /* vm port add and vm port rm */
+        char **ssh_keys;        /* vm create --ssh-key FILE, owned, NULL when none */
+        uint32_t work_size_mib; /* vm create --work-size, 0 when not given */
+        const char *workspace;  /* vm create --workspace DIR */
+        const char *user;       /* vm ssh --user */
+        uint16_t proxy_port;    /* vm ssh-proxy HOST PORT */
 
         /* Usage error message, owned, set when ctl_args_parse() returns -EINVAL. */
         char *error;

@@ -32,3 +32,7 @@ int verb_vm_port_add(sd_bus *bus, const CtlArgs *args);
 int verb_vm_port_list(sd_bus *bus, const CtlArgs *args);
 int verb_vm_port_rm(sd_bus *bus, const CtlArgs *args);
 int verb_vm_prune(sd_bus *bus, const CtlArgs *args);
+/* In ctl-vm-access.c. verb_vm_ssh() returns only on failure, because it executes ssh. */
+int verb_vm_ssh(sd_bus *bus, const CtlArgs *args);
+int verb_vm_ssh_proxy(sd_bus *bus, const CtlArgs *args);
+int verb_vm_sync(sd_bus *bus, const CtlArgs *args);

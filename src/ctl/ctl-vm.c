@@ -11,9 +11,12 @@
 #include "ctl-bus.h"
 #include "ctl-format.h"
 #include "ctl-verbs.h"
+#include "ctl-vm-access.h"
 #include "macro.h"
 #include "strv.h"
 
+/* Opens the CreateVM spec in m and appends the VM's settings. The caller adds the SSH and
+ * workspace entries and closes the container. */
 static int create_spec_append(sd_bus_message *m, const CtlArgs *args)
 {
         int r;
@@ -49,14 +52,14 @@ static int create_spec_append(sd_bus_message *m, const CtlArgs *args)
                 if (r < 0)
                         return r;
         }
-
-        return sd_bus_message_close_container(m);
+        return 0;
 }
 
 int verb_vm_create(sd_bus *bus, const CtlArgs *args)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *what = NULL;
+        CtlUpload *upload = NULL;
         int r;
 
         r = ctl_format(&what, "Failed to create VM '%s'", args->name);
@@ -72,8 +75,16 @@ int verb_vm_create(sd_bus *bus, const CtlArgs *args)
                 r = create_spec_append(m, args);
         if (r < 0)
                 return ctl_log_errno(r, "%s", what);
+        r = ctl_create_spec_append_access(m, args, &upload);
+        if (r >= 0 && sd_bus_message_close_container(m) < 0)
+                r = ctl_log_errno(-ENOMEM, "%s", what);
 
-        return ctl_run_job(bus, m, what);
+        if (r >= 0)
+                r = ctl_run_job(bus, m, what);
+        /* Drops the message's copy of the workspace pipe, so that the upload cannot wait for a
+         * reader that is gone. */
+        m = sd_bus_message_unref(m);
+        return ctl_upload_finish(upload, r);
 }
 
 /* Calls a VM method. verb names the action in the error message ("start"), and types is the
@@ -372,7 +383,7 @@ static int write_all(int fd, const void *data, size_t size)
         return 0;
 }
 
-static int exec_options_append(sd_bus_message *m, const CtlArgs *args)
+static int exec_options_append(sd_bus_message *m, const CtlArgs *args, const char *cwd)
 {
         int r;
 
@@ -396,8 +407,8 @@ static int exec_options_append(sd_bus_message *m, const CtlArgs *args)
                         return r;
         }
 
-        if (args->cwd) {
-                r = sd_bus_message_append(m, "{sv}", "cwd", "s", args->cwd);
+        if (cwd) {
+                r = sd_bus_message_append(m, "{sv}", "cwd", "s", cwd);
                 if (r < 0)
                         return r;
         }
@@ -419,7 +430,7 @@ static int exec_exit_status(int32_t exit_status, int32_t signal)
 int verb_vm_exec(sd_bus *bus, const CtlArgs *args)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_free_ char *what = NULL, *path = NULL;
+        _cleanup_free_ char *what = NULL, *path = NULL, *workspace_cwd = NULL;
         const void *out, *err;
         size_t out_size, err_size;
         int32_t exit_status, signal;
@@ -432,6 +443,10 @@ int verb_vm_exec(sd_bus *bus, const CtlArgs *args)
         r = ctl_get_object(bus, "GetVM", args->name, what, &path);
         if (r < 0)
                 return r;
+        /* A VM with a workspace runs commands in it unless --cwd says otherwise. */
+        r = ctl_exec_workspace(bus, path, args->name, &workspace_cwd);
+        if (r < 0)
+                return r;
 
         r = ctl_message_new(bus, &m, path, BANGER_VM_IFACE, "Exec");
         if (r < 0)
@@ -439,7 +454,7 @@ int verb_vm_exec(sd_bus *bus, const CtlArgs *args)
 
         r = sd_bus_message_append_strv(m, (char **)args->command);
         if (r >= 0)
-                r = exec_options_append(m, args);
+                r = exec_options_append(m, args, args->cwd ?: workspace_cwd);
         if (r < 0)
                 return ctl_log_errno(r, "%s", what);
 
