@@ -363,12 +363,14 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
                 goto fail;
         }
 
-        /* TODO: banger-agent listens on virtio-serial only, so until the guest side listens on
-         * vsock port AGENT_VSOCK_PORT this wait ends in the BootFailed message below. */
         for (;;) {
                 r = wait_agent(p->runtime_dir, AGENT_SLICE_USEC);
                 if (r >= 0)
                         break;
+                if (r == -EPROTONOSUPPORT) {
+                        r = vm_agent_version_error(p, ret_error);
+                        goto fail;
+                }
                 waited += AGENT_SLICE_USEC;
                 if (waitpid(pid, NULL, WNOHANG) == pid) {
                         set_error(ret_error,

@@ -353,6 +353,23 @@ int vm_start_scope(const VmBootParams *p, pid_t vmm_pid, const char *console,
         return 0;
 }
 
+int vm_agent_version_error(const VmBootParams *p, char **ret_error)
+{
+        /* A VM made before work disks boots the initramfs that its create built, and others
+         * the kernel's. */
+        const char *fix = p->work_disk_path ? "import or pull the VM's kernel again, then start "
+                                              "the VM"
+                                            : "create the VM again";
+
+        if (asprintf(ret_error,
+                     "The guest agent of VM '%s' speaks another protocol version than this "
+                     "bangerd, because its initramfs '%s' was built by another version of banger: "
+                     "%s",
+                     p->name, p->initrd_path, fix) < 0)
+                *ret_error = NULL;
+        return -EPROTONOSUPPORT;
+}
+
 /* Builds the error for a QEMU that exited during boot from the end of its stderr, because a
  * failed create removes qemu.log with the VM directory, and users cannot read that directory. */
 static int qemu_exit_error(const VmBootParams *p, char **ret_error)
@@ -472,6 +489,10 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 r = agent_wait_ready(agent, AGENT_SLICE_USEC);
                 if (r >= 0)
                         break;
+                if (r == -EPROTONOSUPPORT) {
+                        r = vm_agent_version_error(p, ret_error);
+                        break;
+                }
                 if (r != -ETIMEDOUT) {
                         if (asprintf(ret_error, "Failed to reach the agent of VM '%s': %s", p->name,
                                      strerror(-r)) < 0)

@@ -83,6 +83,10 @@ int vm_console_prepare(const char *path, uint64_t *ret_size);
 int vm_start_scope(const VmBootParams *p, pid_t vmm_pid, const char *console,
                    uint64_t console_offset, char **ret_error);
 
+/* Worker side, for the backends: sets the boot error for a guest agent of another protocol
+ * version, and returns -EPROTONOSUPPORT. */
+int vm_agent_version_error(const VmBootParams *p, char **ret_error);
+
 /* Shuts the VMM down with the backend whose control socket is in runtime_dir. QEMU: through
  * the agent unless force, then QMP quit, then SIGKILL. Firecracker: through the agent and then
  * Ctrl+Alt+Del unless force, then SIGKILL. Returns once the process has exited; it is not
