@@ -2,12 +2,14 @@
 
 #include <systemd/sd-bus.h>
 
+#include "config.h"
 #include "ctl-args.h"
 
 /* Getting into a VM from bangerctl: the SSH keys and the workspace that vm create sends, the
  * workspace check of vm exec, and vm ssh, vm ssh-proxy and vm sync (ctl-verbs.h). */
 
-#define CTL_KNOWN_HOSTS "/var/lib/banger/ssh/known_hosts"
+/* bangerd's VM_KNOWN_HOSTS in its state directory. */
+#define CTL_KNOWN_HOSTS BANGER_STATEDIR "/ssh/known_hosts"
 
 /* A workspace tar that a thread writes into a pipe while a bus call reads it. */
 typedef struct CtlUpload CtlUpload;
