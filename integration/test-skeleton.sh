@@ -159,6 +159,66 @@ expect_output "opaque whiteout hides layer 1" new alice bangerctl vm exec vm1 --
 run_as alice bangerctl vm exec vm1 -- sh -c 'exit 3'
 if ((RC == 3)); then pass "exec returns the exit status"; else fail "exec returns the exit status" "exit $RC, expected 3"; fi
 
+# Exec streams bangerctl's own stdin and stdout, with no size limit.
+run_as alice sh -c 'head -c 3000000 /dev/zero | bangerctl vm exec vm1 -- wc -c'
+if ((RC == 0)) && [[ $OUT =~ ^[[:space:]]*3000000$ ]]; then
+	pass "exec streams 3 MB of stdin"
+else
+	fail "exec streams 3 MB of stdin" "$(last_error_line)"
+fi
+expect_output "exec runs as the user given" 1000 alice bangerctl vm exec -u 1000:1000 vm1 -- id -u
+expect_error "exec rejects a user the guest lacks" "does not exist" alice \
+	bangerctl vm exec -u no-such-user vm1 -- id
+# On a terminal, -t gives the command one of the same size and passes resizes on.
+run_as alice python3 "$MOUNTS/integration/pty-run.py" --rows 30 --cols 100 \
+	--expect '# ' --send 'stty size\r' --expect '30 100' \
+	--resize 50x132 --sleep 1 --send 'stty size\r' --expect '50 132' --send 'exit 7\r' \
+	-- bangerctl vm exec -t vm1 -- sh
+if ((RC == 0)) && [[ $OUT == *"exit 7"* ]]; then
+	pass "exec -t follows the terminal size"
+else
+	fail "exec -t follows the terminal size" "$(tail -n 3 <<<"$OUT" | tr '\r\n' '  ')"
+fi
+
+# The agent lists what listens in the guest.
+run_as alice bangerctl vm exec vm1 -- sh -c 'nc -l -p 8081 </dev/null >/dev/null 2>&1 & sleep 1'
+run_as alice bangerctl vm ports --json vm1
+if ((RC == 0)) && jq -e '.[] | select(.proto == "tcp" and .port == 8081 and .process == "nc")' \
+	<<<"$OUT" >/dev/null 2>&1; then
+	pass "ports lists a listener"
+else
+	fail "ports lists a listener" "$(last_error_line)"
+fi
+
+# The serial console takes input, and a second client is turned away while one is attached.
+run_as alice python3 "$MOUNTS/integration/pty-run.py" \
+	--expect 'Ctrl-]' --send '\r' --expect '# ' --send 'echo con""sole-ok\r' --expect 'console-ok' \
+	--send '\x1dq' -- bangerctl vm console vm1
+if ((RC == 0)) && [[ $OUT == *"exit 0"* ]]; then
+	pass "console attaches, echoes and detaches"
+else
+	fail "console attaches, echoes and detaches" "$(tail -n 3 <<<"$OUT" | tr '\r\n' '  ')"
+fi
+ct_run --user alice -- python3 "$MOUNTS/integration/pty-run.py" --expect 'Ctrl-]' --sleep 4 \
+	--send '\x1dq' -- bangerctl vm console vm1 >"$work/console-holder" 2>&1 &
+holder=$!
+sleep 2
+expect_error "a second console client gets Busy" "in use by another client" alice \
+	bangerctl vm console vm1
+if wait "$holder"; then
+	pass "the first console client detaches"
+else
+	fail "the first console client detaches" "$(tail -n 2 "$work/console-holder" | tr '\r\n' '  ')"
+fi
+
+# The console also reaches the journal under the VM's scope, copied by banger-console-log.
+run_as "" sh -c 'journalctl --sync; journalctl -u banger-vm-vm1.scope -o cat --no-pager'
+if [[ $OUT == *"banger-init: ready"* && $OUT == *console-ok* ]]; then
+	pass "journal shows the console under the scope"
+else
+	fail "journal shows the console under the scope" "$(tail -n 2 <<<"$OUT")"
+fi
+
 # The scope contains the VM's QEMU process.
 expect_output "scope is active" active "" systemctl is-active banger-vm-vm1.scope
 run_as "" systemctl show -p ControlGroup --value banger-vm-vm1.scope
@@ -175,6 +235,13 @@ else
 		pass "scope contains the QEMU process"
 	else
 		fail "scope contains the QEMU process" "QEMU PID $qemu_before not in $cgroup: $(tr '\n' ' ' <<<"$OUT")"
+	fi
+	procs=$OUT
+	run_as "" sh -c "for p in $(tr '\n' ' ' <<<"$procs"); do cat /proc/\$p/comm; done"
+	if grep -qx banger-console- <<<"$OUT"; then
+		pass "scope contains banger-console-log"
+	else
+		fail "scope contains banger-console-log" "processes: $(tr '\n' ' ' <<<"$OUT")"
 	fi
 fi
 # This cgroup setup does not enforce the limits, so check that they are set.

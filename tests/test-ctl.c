@@ -66,6 +66,14 @@ static const GoodCase good_cases[] = {
           CTL_ACTION_RUN,
           CTL_VM_EXEC,
           "dev1" },
+        { { "vm", "exec", "-t", "-u", "app:staff", "-w", "/srv", "dev1", "--", "sh" },
+          CTL_ACTION_RUN,
+          CTL_VM_EXEC,
+          "dev1" },
+        { { "vm", "ports", "dev1" }, CTL_ACTION_RUN, CTL_VM_PORTS, "dev1" },
+        { { "vm", "ports", "--json", "dev1" }, CTL_ACTION_RUN, CTL_VM_PORTS, "dev1" },
+        { { "vm", "console", "dev1" }, CTL_ACTION_RUN, CTL_VM_CONSOLE, "dev1" },
+        { { "vm", "console", "--help" }, CTL_ACTION_HELP, CTL_VM_CONSOLE, NULL },
         { { "vm", "console-log", "dev1" }, CTL_ACTION_RUN, CTL_VM_CONSOLE_LOG, "dev1" },
         { { "vm", "port", "add", "dev1", "8080:80" }, CTL_ACTION_RUN, CTL_VM_PORT_ADD, "dev1" },
         { { "vm", "port", "add", "dev1", "5353:53/udp", "--no-ask-password" },
@@ -183,6 +191,23 @@ static const BadCase bad_cases[] = {
           "invalid value '=x' for --env: expected KEY=VALUE",
           CTL_VM_EXEC },
         { { "vm", "exec", "dev1", "--", "ls", "--cwd" }, NULL, CTL_VM_EXEC },
+        { { "vm", "exec", "--tty=yes", "dev1", "--", "sh" },
+          "option '--tty' takes no value",
+          CTL_VM_EXEC },
+        { { "vm", "exec", "-u", "", "dev1", "--", "sh" },
+          "empty value for --user: expected USER",
+          CTL_VM_EXEC },
+        { { "vm", "exec", "dev1", "-w" }, "option '-w' requires a value DIR", CTL_VM_EXEC },
+        { { "vm", "ports" }, "missing NAME", CTL_VM_PORTS },
+        { { "vm", "ports", "dev1", "dev2" }, "unexpected argument 'dev2'", CTL_VM_PORTS },
+        { { "vm", "ports", "-t", "dev1" },
+          "option '--tty' is not valid for 'vm ports'",
+          CTL_VM_PORTS },
+        { { "vm", "console" }, "missing NAME", CTL_VM_CONSOLE },
+        { { "vm", "console", "dev1", "--", "sh" }, "unexpected argument 'sh'", CTL_VM_CONSOLE },
+        { { "vm", "console", "--json", "dev1" },
+          "option '--json' is not valid for 'vm console'",
+          CTL_VM_CONSOLE },
         { { "vm", "bogus", "--help" }, "unknown command 'vm bogus'", _CTL_VERB_INVALID },
         { { "vm", "port" }, "missing command after 'vm port'", _CTL_VERB_INVALID },
         { { "vm", "port", "frob", "dev1" }, "unknown command 'vm port frob'", _CTL_VERB_INVALID },
@@ -509,6 +534,30 @@ START_TEST(test_parse_exec_command)
 }
 END_TEST
 
+START_TEST(test_parse_exec_terminal_and_user)
+{
+        char *argv[] = { "bangerctl", "vm",   "exec", "-t",  "--user=app", "-w",
+                         "/work/x",   "dev1", "--",   "top", NULL };
+        char *plain[] = { "bangerctl", "vm", "exec", "dev1", "--", "true", NULL };
+        CtlArgs args;
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), 0);
+        ck_assert(args.tty);
+        ck_assert_str_eq(args.user, "app");
+        ck_assert_str_eq(args.cwd, "/work/x");
+        ck_assert_str_eq(args.command[0], "top");
+        ctl_args_done(&args);
+
+        ctl_args_init(&args, true);
+        ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(plain) - 1, plain), 0);
+        ck_assert(!args.tty);
+        ck_assert_ptr_null(args.user);
+        ck_assert_ptr_null(args.cwd);
+        ctl_args_done(&args);
+}
+END_TEST
+
 START_TEST(test_parse_port_values)
 {
         char *add[] = { "bangerctl", "vm", "port", "add", "web", "8080:80/udp", NULL };
@@ -569,6 +618,8 @@ START_TEST(test_verbs_needing_authorization)
         ck_assert(!ctl_verb_needs_authorization(CTL_IMAGE_SHOW));
         ck_assert(!ctl_verb_needs_authorization(CTL_KERNEL_SHOW));
         ck_assert(ctl_verb_needs_authorization(CTL_VM_EXEC));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_PORTS));
+        ck_assert(ctl_verb_needs_authorization(CTL_VM_CONSOLE));
         ck_assert(ctl_verb_needs_authorization(CTL_VM_CONSOLE_LOG));
         ck_assert(ctl_verb_needs_authorization(CTL_IMAGE_PULL));
         ck_assert(ctl_verb_needs_authorization(CTL_KERNEL_RM));
@@ -598,8 +649,8 @@ START_TEST(test_usage_error_shows_verb)
         ck_assert_int_eq(ctl_args_parse(&args, ELEMENTSOF(argv) - 1, argv), -EINVAL);
         text = capture(ctl_print_usage_error, &args);
         ck_assert_str_eq(text, "bangerctl: missing '--' before the command 'ls'\n"
-                               "Usage: bangerctl vm exec [--env KEY=VALUE]... [--cwd DIR] NAME "
-                               "-- CMD [ARG...]\n");
+                               "Usage: bangerctl vm exec [-t] [-e KEY=VALUE]... [-w DIR] [-u USER] "
+                               "NAME -- CMD [ARG...]\n");
         free(text);
         ctl_args_done(&args);
 }
@@ -812,6 +863,7 @@ static Suite *ctl_suite(void)
         tcase_add_test(tc, test_parse_image_import_values);
         tcase_add_test(tc, test_parse_access_values);
         tcase_add_test(tc, test_parse_exec_command);
+        tcase_add_test(tc, test_parse_exec_terminal_and_user);
         tcase_add_test(tc, test_parse_flags);
         tcase_add_test(tc, test_parse_port_values);
         tcase_add_loop_test(tc, test_port_spec_good, 0, ELEMENTSOF(good_port_cases));

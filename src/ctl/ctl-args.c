@@ -31,6 +31,7 @@ typedef enum CtlOption {
         OPT_WORK_SIZE = 1u << 17,
         OPT_WORKSPACE = 1u << 18,
         OPT_USER = 1u << 19,
+        OPT_TTY = 1u << 20,
 } CtlOption;
 
 /* Options every verb accepts. */
@@ -61,7 +62,7 @@ static const OptionInfo option_table[] = {
         { OPT_VCPUS, "vcpus", 0, "N", "Number of virtual CPUs" },
         { OPT_MEMORY, "memory", 0, "MIB", "Guest memory in MiB" },
         { OPT_ENV, "env", 'e', "KEY=VALUE", "Set an environment variable; may be repeated" },
-        { OPT_CWD, "cwd", 0, "DIR", "Working directory of the command in the guest" },
+        { OPT_CWD, "cwd", 'w', "DIR", "Working directory of the command in the guest" },
         { OPT_FORMAT, "format", 0, "FORMAT",
           "Source format: oci-layout, docker-archive or rootfs (default: detected)" },
         { OPT_ALL, "all", 0, NULL,
@@ -73,7 +74,12 @@ static const OptionInfo option_table[] = {
           "Size of the work disk in MiB (default: [VM] DefaultWorkDiskMiB of bangerd)" },
         { OPT_WORKSPACE, "workspace", 0, "DIR",
           "Copy the git working tree DIR into the VM at /work/NAME" },
-        { OPT_USER, "user", 'u', "USER", "User to log in as (default: root)" },
+        { OPT_USER, "user", 'u', "USER",
+          "User in the VM: vm ssh logs in as USER (default: root), vm exec runs the command as "
+          "USER, NAME:GROUP or UID:GID (default: the image's user)" },
+        { OPT_TTY, "tty", 't', NULL,
+          "Give the command a terminal and put this one in raw mode; off unless given, even on "
+          "a terminal" },
 };
 
 typedef struct VerbInfo {
@@ -121,9 +127,13 @@ static const VerbInfo verb_table[_CTL_VERB_MAX] = {
         [CTL_VM_LIST] = { "vm", "list", OPT_JSON, NULL, "[--json]", "List VMs" },
         [CTL_VM_SHOW] = { "vm", "show", OPT_JSON, "NAME", "[--json] NAME",
                           "Show all properties of a VM" },
-        [CTL_VM_EXEC] = { "vm", "exec", OPT_ENV | OPT_CWD, "NAME",
-                          "[--env KEY=VALUE]... [--cwd DIR] NAME -- CMD [ARG...]",
+        [CTL_VM_EXEC] = { "vm", "exec", OPT_TTY | OPT_ENV | OPT_CWD | OPT_USER, "NAME",
+                          "[-t] [-e KEY=VALUE]... [-w DIR] [-u USER] NAME -- CMD [ARG...]",
                           "Run a command in a VM and exit with its status" },
+        [CTL_VM_PORTS] = { "vm", "ports", OPT_JSON, "NAME", "[--json] NAME",
+                           "List the ports that programs in a VM listen on" },
+        [CTL_VM_CONSOLE] = { "vm", "console", 0, "NAME", "NAME",
+                             "Attach to the serial console of a VM" },
         [CTL_VM_CONSOLE_LOG] = { "vm", "console-log", 0, "NAME", "NAME",
                                  "Print the console log of a VM" },
         [CTL_VM_PORT_ADD] = { "vm", "port add", 0, "NAME", "NAME HOSTPORT:GUESTPORT[/tcp|/udp]",
@@ -425,6 +435,9 @@ static int option_apply(CtlArgs *args, const OptionInfo *o, const char *value)
                 return 0;
         case OPT_ALL:
                 args->all = true;
+                return 0;
+        case OPT_TTY:
+                args->tty = true;
                 return 0;
         case OPT_VCPUS:
         case OPT_MEMORY:

@@ -27,6 +27,8 @@ typedef enum CtlVerb {
         CTL_VM_LIST,
         CTL_VM_SHOW,
         CTL_VM_EXEC,
+        CTL_VM_PORTS,
+        CTL_VM_CONSOLE,
         CTL_VM_CONSOLE_LOG,
         CTL_VM_PORT_ADD,
         CTL_VM_PORT_LIST,
@@ -66,6 +68,7 @@ typedef struct CtlArgs {
         bool force;
         bool no_start;
         bool all;
+        bool tty; /* vm exec -t */
 
         /* The positional argument: NAME, REF or PATH. Points into argv. */
         const char *name;

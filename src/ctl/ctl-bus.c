@@ -864,12 +864,12 @@ int job_watch_wait(JobWatch *w, const char *job_path, const char *what)
         return 0;
 }
 
-int ctl_object_call(sd_bus *bus, const char *getter, const char *name, const char *interface,
-                    const char *member, const char *what, const char *types, ...)
+static int object_callv(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                        const char *member, const char *what, sd_bus_message **ret_reply,
+                        const char *types, va_list ap)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *path = NULL;
-        va_list ap;
         int r;
 
         r = ctl_get_object(bus, getter, name, what, &path);
@@ -880,13 +880,36 @@ int ctl_object_call(sd_bus *bus, const char *getter, const char *name, const cha
         if (r < 0)
                 return r;
 
-        va_start(ap, types);
         r = sd_bus_message_appendv(m, types, ap);
-        va_end(ap);
         if (r < 0)
                 return ctl_log_errno(r, "%s", what);
 
-        return ctl_call(bus, m, CTL_TIMEOUT_INFINITE, what, NULL);
+        return ctl_call(bus, m, CTL_TIMEOUT_INFINITE, what, ret_reply);
+}
+
+int ctl_object_call(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                    const char *member, const char *what, const char *types, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, types);
+        r = object_callv(bus, getter, name, interface, member, what, NULL, types, ap);
+        va_end(ap);
+        return r;
+}
+
+int ctl_object_call_reply(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                          const char *member, const char *what, sd_bus_message **ret_reply,
+                          const char *types, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, types);
+        r = object_callv(bus, getter, name, interface, member, what, ret_reply, types, ap);
+        va_end(ap);
+        return r;
 }
 
 int ctl_format(char **ret, const char *format, ...)

@@ -126,6 +126,11 @@ int job_watch_wait(JobWatch *w, const char *job_path, const char *what);
 int ctl_object_call(sd_bus *bus, const char *getter, const char *name, const char *interface,
                     const char *member, const char *what, const char *types, ...);
 
+/* Like ctl_object_call(), and returns the reply. */
+int ctl_object_call_reply(sd_bus *bus, const char *getter, const char *name, const char *interface,
+                          const char *member, const char *what, sd_bus_message **ret_reply,
+                          const char *types, ...);
+
 /* Formats a newly allocated string; prints "bangerctl: Out of memory" on failure. */
 int ctl_format(char **ret, const char *format, ...) __attribute__((format(printf, 2, 3)));
 

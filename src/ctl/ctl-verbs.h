@@ -27,6 +27,8 @@ int verb_vm_rm(sd_bus *bus, const CtlArgs *args);
 int verb_vm_list(sd_bus *bus, const CtlArgs *args);
 int verb_vm_show(sd_bus *bus, const CtlArgs *args);
 int verb_vm_exec(sd_bus *bus, const CtlArgs *args);
+int verb_vm_ports(sd_bus *bus, const CtlArgs *args);
+int verb_vm_console(sd_bus *bus, const CtlArgs *args);
 int verb_vm_console_log(sd_bus *bus, const CtlArgs *args);
 int verb_vm_port_add(sd_bus *bus, const CtlArgs *args);
 int verb_vm_port_list(sd_bus *bus, const CtlArgs *args);

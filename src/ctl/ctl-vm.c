@@ -12,6 +12,7 @@
 #include "ctl-format.h"
 #include "ctl-verbs.h"
 #include "ctl-vm-access.h"
+#include "fileio.h"
 #include "macro.h"
 #include "strv.h"
 
@@ -365,125 +366,10 @@ int verb_vm_port_rm(sd_bus *bus, const CtlArgs *args)
                                "sq", args->port.proto, args->port.host_port);
 }
 
-static int write_all(int fd, const void *data, size_t size)
-{
-        const char *p = data;
-
-        while (size > 0) {
-                ssize_t n = write(fd, p, size);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += n;
-                size -= (size_t)n;
-        }
-        return 0;
-}
-
-static int exec_options_append(sd_bus_message *m, const CtlArgs *args, const char *cwd)
-{
-        int r;
-
-        r = sd_bus_message_open_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-
-        if (args->env) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "env");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_append_strv(m, args->env);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r < 0)
-                        return r;
-        }
-
-        if (cwd) {
-                r = sd_bus_message_append(m, "{sv}", "cwd", "s", cwd);
-                if (r < 0)
-                        return r;
-        }
-
-        return sd_bus_message_close_container(m);
-}
-
-/* Maps the guest command's outcome to an exit status the way a shell does. A command killed by
- * a signal gives 128 + signal, and an exit status outside 0..255 gives 255. */
-static int exec_exit_status(int32_t exit_status, int32_t signal)
-{
-        if (signal > 0 && signal < 128)
-                return 128 + signal;
-        if (exit_status < 0 || exit_status > 255)
-                return 255;
-        return exit_status;
-}
-
-int verb_vm_exec(sd_bus *bus, const CtlArgs *args)
-{
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_free_ char *what = NULL, *path = NULL, *workspace_cwd = NULL;
-        const void *out, *err;
-        size_t out_size, err_size;
-        int32_t exit_status, signal;
-        int r;
-
-        r = ctl_format(&what, "Failed to run '%s' in VM '%s'", args->command[0], args->name);
-        if (r < 0)
-                return r;
-
-        r = ctl_get_object(bus, "GetVM", args->name, what, &path);
-        if (r < 0)
-                return r;
-        /* A VM with a workspace runs commands in it unless --cwd says otherwise. */
-        r = ctl_exec_workspace(bus, path, args->name, &workspace_cwd);
-        if (r < 0)
-                return r;
-
-        r = ctl_message_new(bus, &m, path, BANGER_VM_IFACE, "Exec");
-        if (r < 0)
-                return r;
-
-        r = sd_bus_message_append_strv(m, (char **)args->command);
-        if (r >= 0)
-                r = exec_options_append(m, args, args->cwd ?: workspace_cwd);
-        if (r < 0)
-                return ctl_log_errno(r, "%s", what);
-
-        r = ctl_call(bus, m, CTL_TIMEOUT_INFINITE, what, &reply);
-        if (r < 0)
-                return r;
-
-        r = sd_bus_message_read(reply, "ii", &exit_status, &signal);
-        if (r >= 0)
-                r = sd_bus_message_read_array(reply, 'y', &out, &out_size);
-        if (r >= 0)
-                r = sd_bus_message_read_array(reply, 'y', &err, &err_size);
-        if (r < 0)
-                return ctl_log_errno(r, "%s: invalid reply to Exec", what);
-
-        /* The command's status still counts when its output cannot be written. */
-        r = write_all(STDOUT_FILENO, out, out_size);
-        if (r < 0)
-                fprintf(stderr, "bangerctl: Failed to write the output of '%s': %s\n",
-                        args->command[0], strerror(-r));
-        (void)write_all(STDERR_FILENO, err, err_size);
-
-        return exec_exit_status(exit_status, signal);
-}
-
 int verb_vm_console_log(sd_bus *bus, const CtlArgs *args)
 {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_free_ char *what = NULL, *path = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *what = NULL;
         char buf[65536];
         int fd, r;
 
@@ -491,15 +377,8 @@ int verb_vm_console_log(sd_bus *bus, const CtlArgs *args)
         if (r < 0)
                 return r;
 
-        r = ctl_get_object(bus, "GetVM", args->name, what, &path);
-        if (r < 0)
-                return r;
-
-        r = ctl_message_new(bus, &m, path, BANGER_VM_IFACE, "OpenConsoleLog");
-        if (r < 0)
-                return r;
-
-        r = ctl_call(bus, m, CTL_TIMEOUT_INFINITE, what, &reply);
+        r = ctl_object_call_reply(bus, "GetVM", args->name, BANGER_VM_IFACE, "OpenConsoleLog", what,
+                                  &reply, "");
         if (r < 0)
                 return r;
 
@@ -518,7 +397,7 @@ int verb_vm_console_log(sd_bus *bus, const CtlArgs *args)
                 if (n == 0)
                         return 0;
 
-                r = write_all(STDOUT_FILENO, buf, (size_t)n);
+                r = loop_write(STDOUT_FILENO, buf, (size_t)n);
                 if (r < 0)
                         return ctl_log_errno(r, "Failed to write to standard output");
         }

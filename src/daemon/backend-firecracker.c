@@ -454,10 +454,18 @@ static bool firecracker_owns_runtime_dir(const char *runtime_dir)
         return api && access(api, F_OK) >= 0;
 }
 
+/* TODO: Firecracker writes the serial console to console.log only, and reads no input from
+ * it, so OpenConsole has nothing to connect to. */
+static int firecracker_console_open(const char *runtime_dir, int *ret_fd)
+{
+        return -EOPNOTSUPP;
+}
+
 const VmBackendOps vm_backend_firecracker = {
         .backend = VM_BACKEND_FIRECRACKER,
         .boot = firecracker_boot,
         .halt = firecracker_halt,
         .agent_connect = firecracker_agent_connect,
+        .console_open = firecracker_console_open,
         .owns_runtime_dir = firecracker_owns_runtime_dir,
 };

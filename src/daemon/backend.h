@@ -27,6 +27,13 @@ typedef struct VmBackendOps {
         /* Connects to the guest agent of a running VM. *ret_fd is a connected, non-blocking
          * stream socket for the agent_*_fd() calls. */
         int (*agent_connect)(const char *runtime_dir, uint64_t timeout_usec, int *ret_fd);
+        /* The agent channel takes one connection at a time, so agent calls on one VM wait for
+         * each other (QEMU's virtio-serial port). */
+        bool agent_single_client;
+
+        /* Connects to the serial console of a running VM. Returns -EBUSY while another client
+         * is connected, and -EOPNOTSUPP when the backend has no console to connect to. */
+        int (*console_open)(const char *runtime_dir, int *ret_fd);
 
         /* Returns true when runtime_dir contains this backend's control socket. */
         bool (*owns_runtime_dir)(const char *runtime_dir);

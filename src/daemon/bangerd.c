@@ -115,6 +115,11 @@ static int run(void)
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return log_error_errno(-ENOMEM, "Failed to initialise libcurl");
 
+        /* Exec writes a command's output to descriptors that callers pass in, and a caller that
+         * goes away must fail that write with EPIPE, not end bangerd. */
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return log_error_errno(negative_errno(), "Failed to ignore SIGPIPE: %m");
+
         /* Worker threads inherit this mask, so the signals reach only the loop. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

@@ -55,8 +55,10 @@ typedef struct Vm {
 
         /* A Start, Stop or Delete in flight; further lifecycle calls get Busy. */
         bool busy;
-        /* Serialises agent calls: the agent socket takes one client at a time. */
+        /* Serialises agent calls on a backend whose agent takes one connection at a time. */
         pthread_mutex_t agent_lock;
+        /* Calls that use the guest (Exec, ListPorts, OpenConsole, SyncWorkspace) until they
+         * have replied; Delete gets Busy meanwhile. */
         unsigned exec_in_flight;
 
         struct Vm *next;

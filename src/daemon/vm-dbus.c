@@ -17,6 +17,7 @@
 #include "polkit.h"
 #include "scope.h"
 #include "strv.h"
+#include "vm-guest-dbus.h"
 #include "vm-workdisk.h"
 #include "vm.h"
 
@@ -28,7 +29,6 @@ typedef enum VmOperation {
         VM_OPERATION_STOP,
         VM_OPERATION_RESTART,
         VM_OPERATION_DELETE,
-        VM_OPERATION_EXEC,
         VM_OPERATION_ADD_FORWARD,
         VM_OPERATION_REMOVE_FORWARD,
 } VmOperation;
@@ -57,13 +57,6 @@ typedef struct VmTask {
         VmNetwork net; /* what Stop and Delete take down */
         pid_t pid;
         uint64_t start_time;
-
-        char **argv;
-        char **env;
-        char *cwd;
-        char *agent_socket;
-        pthread_mutex_t *agent_lock;
-        AgentExecResult *exec_result;
 
         /* AddPortForward and RemovePortForward. message is NULL for a removal that undoes a
          * forward which the helper added after the VM had stopped. */
@@ -152,11 +145,6 @@ static void vm_task_free(void *userdata)
         free(t->runtime_dir);
         vm_boot_params_done(&t->boot);
         vm_network_done(&t->net);
-        strv_free(t->argv);
-        strv_free(t->env);
-        free(t->cwd);
-        free(t->agent_socket);
-        agent_exec_result_free(t->exec_result);
         free(t);
 }
 
@@ -216,7 +204,6 @@ static void stop_leftover_scope(VmTask *t)
 static int run_task(Job *j, void *userdata, char **ret_error)
 {
         VmTask *t = userdata;
-        AgentExecRequest req;
         int r;
 
         switch (t->operation) {
@@ -264,39 +251,8 @@ static int run_task(Job *j, void *userdata, char **ret_error)
                 r = helper_remove_port_forward(t->slot, t->proto, t->host_port, ret_error);
                 /* A forward that is gone already is what the caller wants. */
                 return r == -ENOENT ? 0 : r;
-
-        case VM_OPERATION_EXEC:
-                req = (AgentExecRequest){ .argv = t->argv, .env = t->env, .cwd = t->cwd };
-                pthread_mutex_lock(t->agent_lock);
-                r = agent_exec(t->agent_socket, &req, EXEC_TIMEOUT_USEC, &t->exec_result);
-                pthread_mutex_unlock(t->agent_lock);
-                if (r < 0 && asprintf(ret_error, "Failed to run '%s' in the guest: %s", t->argv[0],
-                                      strerror(-r)) < 0)
-                        *ret_error = NULL;
-                return r;
         }
         return -EINVAL;
-}
-
-static int reply_exec(VmTask *t)
-{
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        AgentExecResult *x = t->exec_result;
-        int r;
-
-        r = sd_bus_message_new_method_return(t->message, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(reply, "ii", x->exit_status, x->signal);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append_array(reply, 'y', x->out, x->out_size);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append_array(reply, 'y', x->err, x->err_size);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
 }
 
 static void reply_failure(VmTask *t, const char *name, int result, const char *message)
@@ -612,17 +568,6 @@ static int complete_task(Job *j, int result, const char *error, void *userdata, 
 
         case VM_OPERATION_REMOVE_FORWARD:
                 return complete_remove_forward(t, result, error);
-
-        case VM_OPERATION_EXEC:
-                vm->exec_in_flight--;
-                if (result < 0) {
-                        reply_failure(t, BUS_ERROR_AGENT_FAILED, result, error);
-                        return result;
-                }
-                r = reply_exec(t);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to send the result of Exec: %m");
-                return 0;
         }
 
         reply_success(t);
@@ -669,6 +614,12 @@ static int authorize(Vm *vm, sd_bus_message *message, const char *action, const 
         return polkit_check(message, action, vm->record->name, verb, error);
 }
 
+int vm_authorize(Vm *vm, sd_bus_message *message, const char *action, const char *verb,
+                 sd_bus_error *error)
+{
+        return authorize(vm, message, action, verb, error);
+}
+
 static int reject_busy(Vm *vm, sd_bus_error *error)
 {
         return sd_bus_error_setf(error, BUS_ERROR_BUSY,
@@ -689,6 +640,15 @@ static int task_fill_halt(Vm *vm, VmTask *t, bool force)
         return vm_network_copy(vm->record, &t->net);
 }
 
+/* The guest calls that operation must wait for. Stop and Restart cancel the commands of Exec
+ * instead, so that a command that never ends cannot keep the VM running. */
+static unsigned calls_in_the_way(Vm *vm, VmOperation operation)
+{
+        if (operation == VM_OPERATION_STOP || operation == VM_OPERATION_RESTART)
+                return vm->exec_in_flight - vm_count_execs(vm);
+        return vm->exec_in_flight;
+}
+
 static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operation, bool force,
                             sd_bus_error *error)
 {
@@ -705,7 +665,7 @@ static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operati
         r = authorize(vm, message, ACTION_VM_MANAGE, verb, error);
         if (r < 0)
                 return r;
-        if (vm->busy || vm->exec_in_flight > 0 || forward_task_running(vm))
+        if (vm->busy || calls_in_the_way(vm, operation) > 0 || forward_task_running(vm))
                 return reject_busy(vm, error);
 
         if (operation == VM_OPERATION_START && vm_is_up(vm))
@@ -737,6 +697,8 @@ static int method_lifecycle(sd_bus_message *message, Vm *vm, VmOperation operati
         /* The worker now owns the process: the loop must not react to its exit. */
         if (t->old_pid > 0)
                 vm_unwatch_process(vm);
+        if (operation == VM_OPERATION_STOP || operation == VM_OPERATION_RESTART)
+                vm_cancel_execs(vm);
 
         r = start_task(vm, t, verb);
         if (r < 0)
@@ -773,106 +735,6 @@ static int method_restart(sd_bus_message *message, void *userdata, sd_bus_error 
 static int method_delete(sd_bus_message *message, void *userdata, sd_bus_error *error)
 {
         return method_lifecycle(message, userdata, VM_OPERATION_DELETE, false, error);
-}
-
-static int read_exec_options(sd_bus_message *message, VmTask *t, sd_bus_error *error)
-{
-        int r;
-
-        r = sd_bus_message_enter_container(message, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
-                const char *key;
-
-                r = sd_bus_message_read(message, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "env")) {
-                        r = sd_bus_message_enter_container(message, 'v', "as");
-                        if (r < 0)
-                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                                         "Exec option 'env' must be an array of "
-                                                         "strings (as)");
-                        r = sd_bus_message_read_strv(message, &t->env);
-                        if (r < 0)
-                                return r;
-                        r = sd_bus_message_exit_container(message);
-                } else if (streq(key, "cwd")) {
-                        const char *cwd;
-
-                        r = sd_bus_message_read(message, "v", "s", &cwd);
-                        if (r < 0)
-                                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                                         "Exec option 'cwd' must be a string");
-                        free(t->cwd);
-                        t->cwd = strdup(cwd);
-                        if (!t->cwd)
-                                return -ENOMEM;
-                } else
-                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown Exec option '%s': the options are "
-                                                 "'env' and 'cwd'",
-                                                 key);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(message);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(message);
-}
-
-static int method_exec(sd_bus_message *message, void *userdata, sd_bus_error *error)
-{
-        Vm *vm = userdata;
-        VmTask *t;
-        int r;
-
-        t = task_new(message, VM_OPERATION_EXEC);
-        if (!t)
-                return -ENOMEM;
-
-        r = sd_bus_message_read_strv(message, &t->argv);
-        if (r >= 0)
-                r = read_exec_options(message, t, error);
-        if (r < 0 || sd_bus_error_is_set(error)) {
-                vm_task_free(t);
-                return r;
-        }
-        if (strv_length(t->argv) == 0) {
-                vm_task_free(t);
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Exec needs a command: argv is empty");
-        }
-
-        r = authorize(vm, message, ACTION_VM_LOGIN, "exec in", error);
-        if (r < 0) {
-                vm_task_free(t);
-                return r;
-        }
-        if (!vm_is_up(vm) || vm->busy) {
-                vm_task_free(t);
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_RUNNING,
-                                         "VM '%s' is %s: start it with 'bangerctl vm start %s'",
-                                         vm->record->name, vm_state_to_string(vm->record->state),
-                                         vm->record->name);
-        }
-
-        t->agent_lock = &vm->agent_lock;
-        r = vm_agent_socket(vm, &t->agent_socket);
-        if (r < 0) {
-                vm_task_free(t);
-                return r;
-        }
-        r = start_task(vm, t, "exec");
-        if (r < 0)
-                return log_error_errno(r, "Failed to start a worker for VM '%s': %m",
-                                       vm->record->name);
-        vm->exec_in_flight++;
-        return 1;
 }
 
 static int method_open_console_log(sd_bus_message *message, void *userdata, sd_bus_error *error)
@@ -1487,11 +1349,15 @@ const sd_bus_vtable vm_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Restart", "", "", method_restart, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Delete", "", "", method_delete, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES("Exec", "asa{sv}", SD_BUS_PARAM(argv) SD_BUS_PARAM(options),
-                                 "iiayay",
-                                 SD_BUS_PARAM(exit_status) SD_BUS_PARAM(signal) SD_BUS_PARAM(stdout)
-                                         SD_BUS_PARAM(stderr),
-                                 method_exec, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Exec", "asa{sv}hhh",
+                                 SD_BUS_PARAM(argv) SD_BUS_PARAM(options) SD_BUS_PARAM(stdin)
+                                         SD_BUS_PARAM(stdout) SD_BUS_PARAM(stderr),
+                                 "ii", SD_BUS_PARAM(exit_status) SD_BUS_PARAM(signal),
+                                 method_vm_exec, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListPorts", "", , "a(ssqus)", SD_BUS_PARAM(ports),
+                                 method_vm_list_ports, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("OpenConsole", "", , "h", SD_BUS_PARAM(fd), method_vm_open_console,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("OpenConsoleLog", "", , "h", SD_BUS_PARAM(fd),
                                  method_open_console_log, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("AddPortForward", "sqq",

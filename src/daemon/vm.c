@@ -1,3 +1,4 @@
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,6 +37,11 @@
 #define VM_TASKS_MAX          256
 #define MEMORY_HEADROOM_RATIO 1.25 /* the VMM's own memory on top of the guest's */
 #define QEMU_STDERR_TAIL_MAX  400  /* bytes of qemu.log that a boot error quotes */
+
+/* The number of checks that OpenConsole makes for QEMU's accept of its connection, and the
+ * pause between two. */
+#define CONSOLE_ACCEPT_POLLS     40
+#define CONSOLE_ACCEPT_POLL_NSEC (50 * 1000 * 1000)
 
 void vm_boot_params_done(VmBootParams *p)
 {
@@ -560,25 +566,32 @@ static int qemu_halt(pid_t pid, const char *runtime_dir, bool force)
         return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-static int qemu_agent_connect(const char *runtime_dir, uint64_t timeout_usec, int *ret_fd)
+/* Connects a non-blocking stream socket to path, one of QEMU's listening chardevs, so
+ * connect() completes at once or fails. */
+static int unix_connect(const char *path, int *ret_fd)
 {
-        _cleanup_free_ char *agent = path_join(runtime_dir, "agent.sock");
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
-        if (!agent)
-                return -ENOMEM;
-        if (strlen(agent) >= sizeof(sa.sun_path))
+        if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, agent);
+        strcpy(sa.sun_path, path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();
-        /* The socket is QEMU's listening chardev, so connect() completes at once or fails. */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+static int qemu_agent_connect(const char *runtime_dir, uint64_t timeout_usec, int *ret_fd)
+{
+        _cleanup_free_ char *agent = path_join(runtime_dir, "agent.sock");
+
+        if (!agent)
+                return -ENOMEM;
+        return unix_connect(agent, ret_fd);
 }
 
 static bool qemu_owns_runtime_dir(const char *runtime_dir)
@@ -588,11 +601,70 @@ static bool qemu_owns_runtime_dir(const char *runtime_dir)
         return qmp && access(qmp, F_OK) >= 0;
 }
 
+/* Returns 1 when a client is connected to the chardev label, 0 when none is, from QEMU's
+ * query-chardev. */
+static int qemu_chardev_connected(const char *qmp_path, const char *label)
+{
+        _cleanup_(qmp_closep) Qmp *q = NULL;
+        json_object *list = NULL;
+        int r;
+
+        r = qmp_open(qmp_path, QMP_TIMEOUT_USEC, &q);
+        if (r < 0)
+                return r;
+        r = qmp_execute(q, "query-chardev", NULL, QMP_TIMEOUT_USEC, &list, NULL);
+        if (r < 0)
+                return r;
+        r = qmp_chardev_connected(list, label);
+        json_object_put(list);
+        return r;
+}
+
+static int qemu_console_open(const char *runtime_dir, int *ret_fd)
+{
+        _cleanup_free_ char *qmp = path_join(runtime_dir, "qmp.sock");
+        _cleanup_free_ char *path = path_join(runtime_dir, VM_CONSOLE_SOCKET);
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (!qmp || !path)
+                return -ENOMEM;
+
+        /* QEMU's socket chardev serves one client. A second connect() succeeds all the same and
+         * waits in the listen backlog, so the client would see nothing: ask QEMU first. */
+        r = qemu_chardev_connected(qmp, "console");
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return -EBUSY;
+
+        r = unix_connect(path, &fd);
+        if (r < 0)
+                return r;
+
+        /* QEMU accepts in its main loop. Waiting for that makes the next caller see the console
+         * taken rather than queue behind this one. */
+        for (unsigned i = 0; i < CONSOLE_ACCEPT_POLLS; i++) {
+                struct timespec ts = { .tv_nsec = CONSOLE_ACCEPT_POLL_NSEC };
+
+                r = qemu_chardev_connected(qmp, "console");
+                if (r != 0)
+                        break;
+                nanosleep(&ts, NULL);
+        }
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 const VmBackendOps vm_backend_qemu = {
         .backend = VM_BACKEND_QEMU,
         .boot = qemu_boot,
         .halt = qemu_halt,
         .agent_connect = qemu_agent_connect,
+        .agent_single_client = true,
+        .console_open = qemu_console_open,
         .owns_runtime_dir = qemu_owns_runtime_dir,
 };
 
@@ -743,27 +815,76 @@ int vm_halt(pid_t pid, const char *runtime_dir, bool force)
         return vm_backend_qemu.halt(pid, runtime_dir, force);
 }
 
-int vm_agent_connect(Vm *vm, uint64_t timeout_usec, int *ret_fd)
+/* The backend of a VM's record. A record without one predates the Backend setting and runs
+ * QEMU. */
+static const VmBackendOps *vm_ops(Vm *vm)
 {
-        const VmBackendOps *ops =
-                vm->record->backend ? vm_backend_ops(vm_backend_from_string(vm->record->backend))
-                                    : &vm_backend_qemu;
+        if (!vm->record->backend)
+                return &vm_backend_qemu;
+        return vm_backend_ops(vm_backend_from_string(vm->record->backend));
+}
+
+int vm_agent_init(Vm *vm, VmAgent *ret)
+{
+        const VmBackendOps *ops = vm_ops(vm);
+        char *runtime_dir;
 
         if (!ops)
                 return -EPROTONOSUPPORT;
-        return ops->agent_connect(vm->runtime_dir, timeout_usec, ret_fd);
+        runtime_dir = strdup(vm->runtime_dir);
+        if (!runtime_dir)
+                return -ENOMEM;
+        *ret = (VmAgent){
+                .ops = ops,
+                .runtime_dir = runtime_dir,
+                .lock = ops->agent_single_client ? &vm->agent_lock : NULL,
+        };
+        return 0;
 }
 
-/* TODO: the path is QEMU's agent socket. Agent calls on a Firecracker VM need
- * vm_agent_connect(), which sends the vsock CONNECT line first. */
-int vm_agent_socket(Vm *vm, char **ret)
+void vm_agent_done(VmAgent *a)
 {
-        char *p = path_join(vm->runtime_dir, "agent.sock");
+        /* Only the thread that took the lock may release it. */
+        assert(!a->locked);
+        free(a->runtime_dir);
+        *a = (VmAgent){};
+}
 
-        if (!p)
-                return -ENOMEM;
-        *ret = p;
-        return 0;
+int vm_agent_connect(VmAgent *a, uint64_t timeout_usec, int *ret_fd)
+{
+        struct timespec until;
+        int r;
+
+        /* TODO: QEMU VMs have one virtio-serial port for the agent, so one long Exec, such as an
+         * interactive shell, makes every other agent call of the VM wait and then fail. */
+        if (a->lock && !a->locked) {
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += VM_AGENT_LOCK_WAIT_SEC;
+                r = -pthread_mutex_timedlock(a->lock, &until);
+                if (r == -ETIMEDOUT)
+                        return -EBUSY;
+                if (r < 0)
+                        return r;
+                a->locked = true;
+        }
+
+        r = a->ops->agent_connect(a->runtime_dir, timeout_usec, ret_fd);
+        if (r < 0)
+                vm_agent_release(a);
+        return r;
+}
+
+void vm_agent_release(VmAgent *a)
+{
+        if (!a->locked)
+                return;
+        pthread_mutex_unlock(a->lock);
+        a->locked = false;
+}
+
+int vm_console_connect(const VmAgent *a, int *ret_fd)
+{
+        return a->ops->console_open(a->runtime_dir, ret_fd);
 }
 
 int vm_save(Vm *vm)

@@ -103,6 +103,30 @@ void vm_reconcile(Vm *vm);
  * running VMs. Does nothing when there are no VMs, so that bangerd does not activate the
  * helper for nothing. vm_boot() waits until this has finished. */
 int vm_reconcile_network(Manager *m);
-int vm_agent_socket(Vm *vm, char **ret);
-/* Connects to the guest agent with the VM's backend, for the agent_*_fd() calls. */
-int vm_agent_connect(Vm *vm, uint64_t timeout_usec, int *ret_fd);
+
+/* How long an agent call waits for other calls on a backend whose agent takes one connection
+ * at a time. */
+#define VM_AGENT_LOCK_WAIT_SEC 30
+
+/* What a worker needs to reach the guest agent or the console of a running VM, copied on the
+ * loop so the worker shares nothing with it but the lock. */
+typedef struct VmAgent {
+        const VmBackendOps *ops;
+        char *runtime_dir;
+        /* The VM's agent_lock when its backend's agent takes one connection at a time. */
+        pthread_mutex_t *lock;
+        bool locked;
+} VmAgent;
+
+/* Loop side. */
+int vm_agent_init(Vm *vm, VmAgent *ret);
+/* Frees a, whose lock the worker must have released. */
+void vm_agent_done(VmAgent *a);
+/* Worker side: connects to the agent with the VM's backend, for the agent_*_fd() calls. When
+ * the agent takes one connection at a time, this first takes the VM's agent lock, and returns
+ * -EBUSY when other calls hold it for VM_AGENT_LOCK_WAIT_SEC. The lock is held until
+ * vm_agent_release(), also after the connection was closed. */
+int vm_agent_connect(VmAgent *a, uint64_t timeout_usec, int *ret_fd);
+void vm_agent_release(VmAgent *a);
+/* Worker side: connects to the VM's serial console, see VmBackendOps.console_open. */
+int vm_console_connect(const VmAgent *a, int *ret_fd);
