@@ -341,6 +341,21 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
 
         r = vm_start_scope(p, pid, console, console_offset, ret_error);
         if (r < 0) {
+                siginfo_t si = {};
+
+                /* A binary that exits at once takes its pid away before systemd can move it, so
+                 * say that, not what the scope call made of it. */
+                if (waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) >= 0 && si.si_pid == pid) {
+                        _cleanup_free_ char *line = last_log_line(fc_log);
+
+                        free(*ret_error);
+                        set_error(ret_error,
+                                  "Failed to configure Firecracker for VM '%s': Firecracker exited "
+                                  "before it responded on its API socket; see "
+                                  "%s/firecracker.log%s%s%s",
+                                  p->name, p->vm_dir, line ? " (last line: " : "", strempty(line),
+                                  line ? ")" : "");
+                }
                 kill_and_reap(pid);
                 return r;
         }
