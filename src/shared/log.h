@@ -31,7 +31,9 @@ int log_internal(int level, int error, const char *field, const char *format, ..
 #define log_warning_errno(error, ...) log_full_errno(LOG_WARNING, (error), __VA_ARGS__)
 #define log_error_errno(error, ...)   log_full_errno(LOG_ERR, (error), __VA_ARGS__)
 
-/* The same with one journal field ("VM=dev1", "IMAGE=...", "JOB=3") attached. */
+/* The same with one journal field ("VM=dev1", "IMAGE=...", "JOB=3") attached.
+ * TODO: field goes to the journal as written, but the daemon's callers pass "VM=%s" and the like
+ * with the value among the message's arguments, so the journal gets the text "VM=%s". */
 #define log_field(level, field, ...) ((void)log_internal((level), 0, (field), __VA_ARGS__))
 #define log_field_errno(level, error, field, ...) \
         log_internal((level), (error), (field), __VA_ARGS__)
