@@ -10,7 +10,7 @@ runtime="qemu-system-x86 e2fsprogs kmod dbus polkitd pkexec systemd systemd-cont
 nftables iproute2 openssh-client git"
 tests="docker-registry skopeo busybox-static apache2-utils cpio python3 curl util-linux
 lz4 zstd xz-utils rsync jq procps passwd shellcheck openssl
-iptables bind9-dnsutils"
+iptables bind9-dnsutils iputils-ping"
 bench="debootstrap umoci hyperfine time"
 
 export DEBIAN_FRONTEND=noninteractive

@@ -150,6 +150,12 @@ step "pulling $image" target_run "$user" bangerctl image pull "$image"
 step "creating VM demo (QEMU boots it, under TCG this takes a few seconds)" \
 	target_run "$user" bangerctl vm create --image "$image" --kernel "$kernel_name" demo
 step "bangerctl vm exec demo -- uname -a" target_run "$user" bangerctl vm exec demo -- uname -a
+# The VM's address comes from its bus object; bangerd's DNS answers demo.banger on the bridge.
+# shellcheck disable=SC2016 # the script runs in the target's shell
+step "pinging demo over banger0 and resolving demo.banger" target_run "$user" sh -c \
+	'a=$(busctl get-property org.banger1 /org/banger1/vm/demo org.banger1.VM Address | cut -d\" -f2) &&
+	 gw=$(ip -4 -o addr show dev banger0 | awk "{print \$4}" | cut -d/ -f1) &&
+	 ping -c 1 -W 10 "$a" && test "$(dig +short @"$gw" demo.banger)" = "$a" && echo "demo.banger is $a"'
 target_run "$user" bangerctl vm list
 
 if [[ $mode == host ]]; then
