@@ -343,8 +343,8 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         if (r < 0) {
                 siginfo_t si = {};
 
-                /* A binary that exits at once takes its pid away before systemd can move it, so
-                 * say that, not what the scope call made of it. */
+                /* A binary that exits at once is gone before systemd can move its pid, so the
+                 * error names the exit, not the failed scope call. */
                 if (waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) >= 0 && si.si_pid == pid) {
                         _cleanup_free_ char *line = last_log_line(fc_log);
 

@@ -8,7 +8,7 @@
 
 /* Calls into banger-helper (see helper-bus.h). Every call opens its own system bus connection,
  * so it is safe from a worker thread. On failure the return value is a negative errno and
- * *ret_error, when not NULL, holds a message for the user naming what failed. */
+ * *ret_error, when not NULL, contains a message for the user naming what failed. */
 
 typedef struct HelperNetwork {
         char bridge[16];

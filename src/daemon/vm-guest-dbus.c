@@ -217,7 +217,7 @@ static bool open_console_running(Vm *vm)
         return false;
 }
 
-/* What a failed call was doing, for its error message. */
+/* Returns the operation of a failed call, for its error message. */
 static const char *call_subject(const GuestCall *c)
 {
         if (c->type == GUEST_CALL_EXEC)

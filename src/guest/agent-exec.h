@@ -27,6 +27,6 @@ int exec_spawn(const char *root, const GuestConfig *config, const AgentExec *req
 int exec_resize(int fd, uint32_t rows, uint32_t cols);
 
 /* Types the end-of-file character into the terminal whose master side is fd, when it is in
- * canonical mode, so a command reading the terminal sees end of file. Like Ctrl-D, this ends
+ * canonical mode, so a command reading the terminal gets end of file. Like Ctrl-D, this ends
  * a read only at the start of a line. */
 int exec_terminal_eof(int fd);

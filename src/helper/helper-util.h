@@ -38,14 +38,14 @@ int tap_name_to_slot(const char *name, unsigned *ret);
 unsigned helper_max_slot(const Ipv4Net *net);
 
 /* Tries to bind proto ("tcp" or "udp") port on 0.0.0.0. Returns 0 when the bind succeeds (the
- * socket is closed again), -EADDRINUSE when something on this host holds the port, -EINVAL
- * for another proto. A TCP socket in TIME_WAIT does not count as holding the port. */
+ * socket is closed again), -EADDRINUSE when something on this host uses the port, -EINVAL
+ * for another proto. A TCP socket in TIME_WAIT does not count as using the port. */
 int port_probe(const char *proto, uint16_t port);
 
 /* The drop-in for banger-dns.socket that makes it listen on addr, port 53, over UDP and TCP. */
 int dns_socket_dropin_format(uint32_t addr, char **ret);
 
-/* The slots of the VMs in state_dir whose record says starting, running or stopping and has a
+/* The slots of the VMs in state_dir whose record has state starting, running or stopping and a
  * slot. Records that cannot be read or parsed are skipped with a warning, as bangerd skips
  * them. */
 int store_live_slots(const char *state_dir, unsigned **ret, size_t *ret_n);

@@ -19,7 +19,7 @@ typedef struct ScopeSpec {
         uint64_t cpu_quota_per_sec_usec; /* 0 for no limit */
 } ScopeSpec;
 
-/* The most processes a scope starts with. A VM's scope starts with two: the VMM and
+/* Maximum number of processes a scope starts with. A VM's scope starts with two: the VMM and
  * banger-console-log. */
 #define SCOPE_PIDS_MAX 8U
 
