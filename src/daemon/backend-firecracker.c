@@ -97,29 +97,6 @@ static int create_file(const char *path)
         return 0;
 }
 
-static int wait_exit(pid_t pid, int timeout_msec)
-{
-        _cleanup_close_ int fd = pidfd_open(pid, 0);
-        struct pollfd pfd;
-        int r;
-
-        if (fd < 0)
-                return errno == ESRCH ? 1 : negative_errno();
-        pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
-        do
-                r = poll(&pfd, 1, timeout_msec);
-        while (r < 0 && errno == EINTR);
-        if (r < 0)
-                return negative_errno();
-        return r > 0;
-}
-
-static void kill_and_reap(pid_t pid)
-{
-        (void)kill(pid, SIGKILL);
-        (void)waitpid(pid, NULL, 0);
-}
-
 /* Starts "BINARY --api-sock API_SOCKET" in its own session, with stdin from /dev/null and
  * stdout and stderr appended to log_path. */
 static int spawn_firecracker(const char *binary, const char *api_socket, const char *log_path,
@@ -356,7 +333,7 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
                                   p->name, p->vm_dir, line ? " (last line: " : "", strempty(line),
                                   line ? ")" : "");
                 }
-                kill_and_reap(pid);
+                vmm_kill_and_reap(pid);
                 return r;
         }
 
@@ -415,7 +392,7 @@ static int firecracker_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret
         return 0;
 
 fail:
-        kill_and_reap(pid);
+        vmm_kill_and_reap(pid);
 fail_reaped:
         (void)scope_stop(p->unit, SCOPE_TIMEOUT_USEC);
         return r;
@@ -431,7 +408,7 @@ static int firecracker_halt(pid_t pid, const char *runtime_dir, bool force)
 
         if (!force && firecracker_agent_connect(runtime_dir, AGENT_SHUTDOWN_USEC, &fd) >= 0 &&
             agent_shutdown_fd(fd, AGENT_SHUTDOWN_USEC) >= 0) {
-                r = wait_exit(pid, SHUTDOWN_WAIT_MSEC);
+                r = vmm_wait_exit(pid, SHUTDOWN_WAIT_MSEC);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
@@ -447,7 +424,7 @@ static int firecracker_halt(pid_t pid, const char *runtime_dir, bool force)
                         (void)firecracker_describe_instance(f, &info, NULL);
                         firecracker_instance_info_done(&info);
                         if (firecracker_send_ctrl_alt_del(f, NULL) >= 0) {
-                                r = wait_exit(pid, CTRL_ALT_DEL_WAIT_MSEC);
+                                r = vmm_wait_exit(pid, CTRL_ALT_DEL_WAIT_MSEC);
                                 if (r != 0)
                                         return r < 0 ? r : 0;
                         }
@@ -456,7 +433,7 @@ static int firecracker_halt(pid_t pid, const char *runtime_dir, bool force)
 
         if (kill(pid, SIGKILL) < 0 && errno != ESRCH)
                 return negative_errno();
-        r = wait_exit(pid, KILL_WAIT_MSEC);
+        r = vmm_wait_exit(pid, KILL_WAIT_MSEC);
         if (r < 0)
                 return r;
         return r > 0 ? 0 : -ETIMEDOUT;

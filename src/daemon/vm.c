@@ -243,7 +243,7 @@ static char *path_join(const char *dir, const char *name)
 }
 
 /* Waits up to timeout_msec for pid to exit. Returns 1 when it exited, 0 on timeout. */
-static int wait_exit(pid_t pid, int timeout_msec)
+int vmm_wait_exit(pid_t pid, int timeout_msec)
 {
         _cleanup_close_ int fd = pidfd_open(pid, 0);
         struct pollfd pfd;
@@ -260,7 +260,7 @@ static int wait_exit(pid_t pid, int timeout_msec)
         return r > 0;
 }
 
-static void kill_and_reap(pid_t pid)
+void vmm_kill_and_reap(pid_t pid)
 {
         (void)kill(pid, SIGKILL);
         (void)waitpid(pid, NULL, 0);
@@ -485,7 +485,7 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
 
         r = vm_start_scope(p, pid, console, console_offset, ret_error);
         if (r < 0) {
-                kill_and_reap(pid);
+                vmm_kill_and_reap(pid);
                 return r;
         }
 
@@ -522,7 +522,7 @@ static int qemu_boot(const VmBootParams *p, pid_t *ret_pid, uint64_t *ret_start_
                 }
         }
         if (r < 0) {
-                kill_and_reap(pid);
+                vmm_kill_and_reap(pid);
                 (void)scope_stop(p->unit, SCOPE_TIMEOUT_USEC);
                 return r;
         }
@@ -542,7 +542,7 @@ static int qemu_halt(pid_t pid, const char *runtime_dir, bool force)
                 return -ENOMEM;
 
         if (!force && agent_shutdown(agent, AGENT_SHUTDOWN_USEC) >= 0) {
-                r = wait_exit(pid, SHUTDOWN_WAIT_MSEC);
+                r = vmm_wait_exit(pid, SHUTDOWN_WAIT_MSEC);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
@@ -552,7 +552,7 @@ static int qemu_halt(pid_t pid, const char *runtime_dir, bool force)
 
                 if (qmp_open(qmp_path, QMP_TIMEOUT_USEC, &q) >= 0 &&
                     qmp_execute(q, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL) >= 0) {
-                        r = wait_exit(pid, QUIT_WAIT_MSEC);
+                        r = vmm_wait_exit(pid, QUIT_WAIT_MSEC);
                         if (r != 0)
                                 return r < 0 ? r : 0;
                 }
@@ -560,7 +560,7 @@ static int qemu_halt(pid_t pid, const char *runtime_dir, bool force)
 
         if (kill(pid, SIGKILL) < 0 && errno != ESRCH)
                 return negative_errno();
-        r = wait_exit(pid, QUIT_WAIT_MSEC);
+        r = vmm_wait_exit(pid, QUIT_WAIT_MSEC);
         if (r < 0)
                 return r;
         return r > 0 ? 0 : -ETIMEDOUT;

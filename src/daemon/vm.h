@@ -93,6 +93,11 @@ int vm_agent_version_error(const VmBootParams *p, char **ret_error);
  * reaped here. */
 int vm_halt(pid_t pid, const char *runtime_dir, bool force);
 
+/* Waits up to timeout_msec for pid to exit. Returns 1 when it exited, 0 on timeout. */
+int vmm_wait_exit(pid_t pid, int timeout_msec);
+/* Sends SIGKILL to the VMM process pid and reaps it. */
+void vmm_kill_and_reap(pid_t pid);
+
 /* Loop side. */
 int vm_save(Vm *vm);
 void vm_set_state(Vm *vm, VmState state, const char *reason);
@@ -117,6 +122,11 @@ typedef struct VmAgent {
         pthread_mutex_t *lock;
         bool locked;
 } VmAgent;
+
+/* Waits up to timeout_msec for pid to exit. Returns 1 when it exited, 0 on timeout. */
+int vmm_wait_exit(pid_t pid, int timeout_msec);
+/* Sends SIGKILL to the VMM process pid and reaps it. */
+void vmm_kill_and_reap(pid_t pid);
 
 /* Loop side. */
 int vm_agent_init(Vm *vm, VmAgent *ret);
